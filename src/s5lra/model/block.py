@@ -1,0 +1,71 @@
+"""One residual sequence block (the official "SequenceLayer"): norm, S5, activation, dropout, residual."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from s5lra.model.config import ModelConfig
+from s5lra.ssm import S5SSM
+from s5lra.ssm.layer import valid_mask
+
+ACTIVATIONS = ("full_glu", "half_glu1", "half_glu2", "gelu")
+NORMS = ("batch", "layer")
+
+
+class SequenceBlock(nn.Module):
+    """x -> x + act(SSM(norm(x))) with prenorm, or norm(x + act(SSM(x))) with postnorm.
+
+    `lengths` marks the valid positions; with cfg.mask_padding they are the only ones the SSM and the
+    BatchNorm statistics see. Dropout masks are shared over time (one per example and channel).
+    Returns (x, None) so the block can be the body of `nn.scan` over layers.
+    """
+
+    cfg: ModelConfig
+    train: bool = False
+
+    def _norm(self, x, mask):
+        if self.cfg.norm == "batch":
+            norm = nn.BatchNorm(momentum=self.cfg.bn_momentum, epsilon=1e-5, name="norm")
+            return norm(x, use_running_average=not self.train, mask=mask)
+        if self.cfg.norm == "layer":
+            return nn.LayerNorm(epsilon=1e-5, name="norm")(x)
+        raise ValueError(f"model.norm={self.cfg.norm!r}; expected one of {NORMS}")
+
+    @nn.compact
+    def __call__(self, x, lengths):
+        cfg, s = self.cfg, self.cfg.ssm
+        masked = cfg.mask_padding and lengths is not None
+        mask = None
+        if masked:
+            mask = jnp.broadcast_to(valid_mask(lengths, x.shape[-2]) > 0, x.shape)
+        drop = nn.Dropout(cfg.dropout, broadcast_dims=(x.ndim - 2,), deterministic=not self.train)
+        skip = x
+        if cfg.prenorm:
+            x = self._norm(x, mask)
+        ssm = S5SSM(
+            d_model=cfg.d_model, state_size=s.state_size, blocks=s.blocks, conj_sym=s.conj_sym,
+            bidirectional=s.bidirectional, C_init=s.C_init, discretization=s.discretization,
+            dt_min=s.dt_min, dt_max=s.dt_max, clip_eigs=s.clip_eigs, step_rescale=s.step_rescale,
+            scan=s.scan, name="ssm",
+        )
+        x = ssm(x, lengths if masked else None)
+        x = self._activation(x, drop)
+        x = skip + x
+        if not cfg.prenorm:
+            x = self._norm(x, mask)
+        return x, None
+
+    def _activation(self, x, drop):
+        act = self.cfg.activation
+        if act not in ACTIVATIONS:
+            raise ValueError(f"model.activation={act!r}; expected one of {ACTIVATIONS}")
+        z = drop(nn.gelu(x))
+        if act == "gelu":
+            return z
+        gate = nn.sigmoid(nn.Dense(self.cfg.d_model, name="W2")(z))
+        if act == "full_glu":
+            return drop(nn.Dense(self.cfg.d_model, name="W1")(z) * gate)
+        if act == "half_glu1":
+            return drop(z * gate)
+        return drop(x * gate)  # half_glu2: gate on the GELU'd signal, multiply the raw SSM output

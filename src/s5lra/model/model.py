@@ -1,0 +1,63 @@
+"""The S5 stack for LRA: encoder -> scanned S5 blocks -> pooling -> head -> log-probabilities."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from s5lra.model.block import SequenceBlock
+from s5lra.model.config import ModelConfig
+from s5lra.model.heads import ClassifierHead, RetrievalHead, TokenEncoder, pool
+
+
+class S5Model(nn.Module):
+    """Sequence classifier (or retrieval dual encoder when `dual`).
+
+    inputs: (B, L) integer tokens when vocab_size is set, else (B, L, D) real features; dual: (B, 2, L)
+    tokens with lengths (B, 2), both documents through the same encoder and stack (stacked as 2B rows, so
+    BatchNorm sees both). Layers are one `nn.scan` over identical blocks, so compile time does not grow with
+    depth; their parameters carry a leading n_layers axis.
+    """
+
+    cfg: ModelConfig
+    n_classes: int
+    vocab_size: int | None = None
+    dual: bool = False
+
+    @nn.compact
+    def __call__(self, inputs, lengths=None, train: bool = False):
+        cfg = self.cfg
+        batch = inputs.shape[0]
+        if self.dual:
+            inputs = jnp.swapaxes(inputs, 0, 1).reshape(2 * batch, *inputs.shape[2:])
+            lengths = jnp.swapaxes(lengths, 0, 1).reshape(2 * batch)
+        if self.vocab_size is not None:
+            x = TokenEncoder(self.vocab_size, cfg.d_model, name="encoder")(inputs)
+        else:
+            x = nn.Dense(cfg.d_model, name="encoder")(inputs)
+        block = nn.remat(SequenceBlock) if cfg.remat else SequenceBlock
+        layers = nn.scan(
+            block,
+            variable_axes={"params": 0, "batch_stats": 0},
+            split_rngs={"params": True, "dropout": True},
+            in_axes=nn.broadcast,
+            length=cfg.n_layers,
+        )(cfg, train, name="layers")
+        x, _ = layers(x, lengths)
+        pooled = pool(x, lengths, cfg.pooling)
+        if self.dual:
+            logits = RetrievalHead(cfg.d_model, self.n_classes, name="decoder")(pooled[:batch], pooled[batch:])
+        else:
+            logits = ClassifierHead(self.n_classes, name="decoder")(pooled)
+        return jax.nn.log_softmax(logits)
+
+
+def build_model(cfg: ModelConfig, spec) -> S5Model:
+    """The model for a task; sizes (classes, vocabulary, dual inputs) come from the data's TaskSpec."""
+    return S5Model(cfg, n_classes=spec.n_classes, vocab_size=spec.vocab_size, dual=spec.dual)
+
+
+def count_params(params) -> int:
+    """Number of trainable scalars in a parameter tree."""
+    return int(sum(leaf.size for leaf in jax.tree.leaves(params)))

@@ -1,0 +1,84 @@
+"""The S5 layer as a pure function of its parameters: discretise, project, recur, read out."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from s5lra.ssm.recurrence import linear_recurrence
+
+DISCRETIZATIONS = ("zoh", "bilinear")
+
+
+def continuous_lambda(params, clip_eigs: bool = False):
+    """Λ as complex64; clip_eigs uses min(Re Λ, -1e-4) so the system stays strictly stable."""
+    re = params["Lambda_re"]
+    if clip_eigs:
+        re = jnp.minimum(re, -1e-4)
+    return re + 1j * params["Lambda_im"]
+
+
+def discretize(params, *, discretization: str = "zoh", clip_eigs: bool = False, step_rescale: float = 1.0):
+    """(Λ̄ (P',), B̄ (P', H)) complex64 for the step Δ = step_rescale · exp(log_step)."""
+    lam = continuous_lambda(params, clip_eigs)
+    b_tilde = params["B"][..., 0] + 1j * params["B"][..., 1]
+    delta = step_rescale * jnp.exp(params["log_step"])
+    if discretization == "zoh":
+        lam_bar = jnp.exp(lam * delta)
+        scale = (lam_bar - 1.0) / lam
+    elif discretization == "bilinear":
+        inv = 1.0 / (1.0 - delta / 2.0 * lam)
+        lam_bar = inv * (1.0 + delta / 2.0 * lam)
+        scale = inv * delta
+    else:
+        raise ValueError(f"model.ssm.discretization={discretization!r}; expected one of {DISCRETIZATIONS}")
+    return lam_bar, scale[:, None] * b_tilde
+
+
+def project_input(b_bar, u):
+    """B̄ u_k for every k as two real matmuls (u is real; a complex matmul would cost twice as much)."""
+    return u @ jnp.real(b_bar).T + 1j * (u @ jnp.imag(b_bar).T)
+
+
+def readout(c, x, conj_sym: bool):
+    """2·Re(C~ x) with conjugate symmetry (each state stands for a conjugate pair), else Re(C~ x)."""
+    y = jnp.real(x) @ c[..., 0].T - jnp.imag(x) @ c[..., 1].T
+    return 2.0 * y if conj_sym else y
+
+
+def valid_mask(lengths, length: int):
+    """(…, L, 1) float mask of positions < length."""
+    return (jnp.arange(length) < jnp.asarray(lengths)[..., None])[..., None].astype(jnp.float32)
+
+
+def apply_s5(
+    params,
+    u,
+    *,
+    conj_sym: bool,
+    bidirectional: bool,
+    discretization: str = "zoh",
+    clip_eigs: bool = False,
+    step_rescale: float = 1.0,
+    scan: str = "auto",
+    lengths=None,
+):
+    """Run an S5 layer over u of shape (L, H) or (batch, L, H); returns y of the same shape.
+
+    params: Lambda_re (P',), Lambda_im (P',), B (P', H, 2), C (H, P', 2) or (H, 2P', 2) when bidirectional
+    (forward columns first), D (H,), log_step (P',).
+    lengths: optional true lengths ((batch,) or a scalar). Inputs at positions >= length are zeroed, so the
+    forward states at valid positions are unchanged and the reverse direction starts at each sequence's end.
+    """
+    lam_bar, b_bar = discretize(
+        params, discretization=discretization, clip_eigs=clip_eigs, step_rescale=step_rescale
+    )
+    if lengths is not None:
+        u = u * valid_mask(lengths, u.shape[-2])
+    bu = project_input(b_bar, u)
+    c = params["C"]
+    n_states = lam_bar.shape[-1]
+    y = readout(c[:, :n_states], linear_recurrence(lam_bar, bu, method=scan), conj_sym)
+    if bidirectional:
+        # Read out each direction separately rather than concatenating (L, 2P') states.
+        y = y + readout(c[:, n_states:], linear_recurrence(lam_bar, bu, reverse=True, method=scan), conj_sym)
+    return y + params["D"] * u

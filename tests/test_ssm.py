@@ -1,0 +1,291 @@
+"""The S5 layer against an independent float64 NumPy reference, and its initialisation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from s5lra.ssm import METHODS, S5SSM, hippo_init, linear_recurrence
+from s5lra.ssm import apply_s5 as _apply_s5
+from s5lra.ssm.init import init_B
+
+SCANS = ("auto",) + METHODS
+STATIC = ("conj_sym", "bidirectional", "discretization", "clip_eigs", "step_rescale", "scan")
+apply_s5 = jax.jit(_apply_s5, static_argnames=STATIC)  # one compile per case instead of eager op dispatch
+
+
+# ---------------------------------------------------------------- float64 reference, written from the paper
+
+
+def ref_hippo_normal(n):
+    a = np.zeros((n, n))
+    for i in range(n):
+        for k in range(n):
+            if i > k:
+                a[i, k] = -np.sqrt(2 * i + 1) * np.sqrt(2 * k + 1)
+            elif i == k:
+                a[i, k] = -(i + 1)
+    p = np.sqrt(np.arange(n) + 0.5)
+    return a + np.outer(p, p)
+
+
+def ref_s5(params, u, *, conj_sym, bidirectional, discretization, clip_eigs, step_rescale):
+    """Loop over time in float64 with complex128 states; u is (L, H)."""
+    p = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    re = np.minimum(p["Lambda_re"], -1e-4) if clip_eigs else p["Lambda_re"]
+    lam = re + 1j * p["Lambda_im"]
+    b = p["B"][..., 0] + 1j * p["B"][..., 1]
+    c = p["C"][..., 0] + 1j * p["C"][..., 1]
+    dt = step_rescale * np.exp(p["log_step"])
+    if discretization == "zoh":
+        lam_bar = np.exp(lam * dt)
+        b_bar = ((lam_bar - 1) / lam)[:, None] * b
+    else:
+        lam_bar = (1 + dt * lam / 2) / (1 - dt * lam / 2)
+        b_bar = (dt / (1 - dt * lam / 2))[:, None] * b
+    n_len, n = u.shape[0], lam.shape[0]
+    fwd = np.zeros((n_len, n), complex)
+    bwd = np.zeros((n_len, n), complex)
+    x = np.zeros(n, complex)
+    for k in range(n_len):
+        x = lam_bar * x + b_bar @ u[k]
+        fwd[k] = x
+    x = np.zeros(n, complex)
+    for k in reversed(range(n_len)):
+        x = lam_bar * x + b_bar @ u[k]
+        bwd[k] = x
+    states = np.concatenate([fwd, bwd], axis=1) if bidirectional else fwd
+    y = (states @ c.T).real
+    return (2 * y if conj_sym else y) + p["D"] * u
+
+
+def make_params(key, h=6, state_size=8, blocks=2, conj_sym=True, bidirectional=True, C_init="lecun_normal"):
+    layer = S5SSM(d_model=h, state_size=state_size, blocks=blocks, conj_sym=conj_sym,
+                  bidirectional=bidirectional, C_init=C_init)
+    params = layer.init(key, jnp.zeros((3, h)))["params"]
+    # Spread the time steps and push some eigenvalues to the unstable side so clip_eigs matters.
+    params = dict(params)
+    params["log_step"] = jnp.linspace(np.log(1e-3), np.log(0.5), params["log_step"].shape[0])
+    params["Lambda_re"] = params["Lambda_re"].at[0].set(0.01)
+    return params
+
+
+def rel_err(y, ref):
+    return float(np.max(np.abs(np.asarray(y).astype(np.complex128) - ref)) / (np.max(np.abs(ref)) + 1e-30))
+
+
+# ---------------------------------------------------------------- hippo_init
+
+
+@pytest.mark.parametrize("n", [2, 4, 8, 16, 64])
+def test_hippo_eigenvalues_match_dense_eig(n):
+    s = ref_hippo_normal(n)
+    dense = np.linalg.eigvals(s)
+    lam, _, _ = hippo_init(n, 1, conj_sym=False)
+    by_imag = lambda z: z[np.argsort(z.imag)]
+    assert np.allclose(by_imag(lam), by_imag(dense), atol=1e-8)
+    lam_half, _, _ = hippo_init(n, 1, conj_sym=True)
+    neg = dense[dense.imag < 0]
+    assert lam_half.shape == (n // 2,)
+    assert np.allclose(by_imag(lam_half), by_imag(neg), atol=1e-8)
+    assert np.allclose(lam.real, -0.5)
+
+
+def test_hippo_n2_example():
+    lam, _, _ = hippo_init(2, 1)
+    assert np.allclose(lam, [-0.5 - np.sqrt(3) / 2 * 1j])
+
+
+@pytest.mark.parametrize("blocks", [1, 2, 4])
+def test_hippo_v_unitary_and_reconstructs_normal_part(blocks):
+    state_size = 16
+    lam, v, vinv = hippo_init(state_size, blocks, conj_sym=False)
+    assert np.allclose(v @ v.conj().T, np.eye(state_size), atol=1e-10)
+    assert np.allclose(vinv, v.conj().T)
+    n = state_size // blocks
+    block = ref_hippo_normal(n)
+    expected = np.kron(np.eye(blocks), block)
+    assert np.allclose(v @ np.diag(lam) @ vinv, expected, atol=1e-9)
+
+
+def test_hippo_conj_sym_shapes_and_tiling():
+    lam, v, vinv = hippo_init(32, 4, conj_sym=True)
+    assert lam.shape == (16,) and v.shape == (32, 16) and vinv.shape == (16, 32)
+    assert np.allclose(lam[:4], lam[4:8])
+    assert np.all(lam.imag < 0)
+
+
+def test_hippo_bad_sizes():
+    with pytest.raises(ValueError, match="not divisible"):
+        hippo_init(10, 3)
+    with pytest.raises(ValueError, match="even block size"):
+        hippo_init(6, 2, conj_sym=True)
+
+
+# ---------------------------------------------------------------- initialisers
+
+
+def test_B_init_is_vinv_times_lecun_normal_real_matrix():
+    p = 128
+    _, v, vinv = hippo_init(p, 1, conj_sym=False)
+    b_tilde = init_B(jax.random.key(1), vinv, 64)
+    b = v @ (np.asarray(b_tilde[..., 0], np.float64) + 1j * np.asarray(b_tilde[..., 1]))
+    assert np.max(np.abs(b.imag)) < 1e-4  # V B~ recovers a real matrix
+    assert abs(np.std(b.real) * np.sqrt(p) - 1.0) < 0.05  # lecun_normal: variance 1/fan_in, fan_in = P
+
+
+@pytest.mark.parametrize("C_init", ["trunc_standard_normal", "lecun_normal", "complex_normal"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_parameter_names_and_shapes(C_init, bidirectional):
+    h, state_size = 32, 64
+    layer = S5SSM(d_model=h, state_size=state_size, blocks=4, bidirectional=bidirectional, C_init=C_init)
+    params = layer.init(jax.random.key(0), jnp.zeros((5, h)))["params"]
+    n = state_size // 2
+    shapes = {k: v.shape for k, v in params.items()}
+    assert shapes == {
+        "Lambda_re": (n,), "Lambda_im": (n,), "B": (n, h, 2),
+        "C": (h, 2 * n if bidirectional else n, 2), "D": (h,), "log_step": (n,),
+    }
+    assert np.all((params["log_step"] >= np.log(1e-3)) & (params["log_step"] <= np.log(0.1)))
+    c = np.asarray(params["C"])
+    if C_init == "complex_normal":
+        assert abs(np.var(c) - 0.5) < 0.1
+    elif C_init == "trunc_standard_normal":
+        assert np.std(c) < 0.5  # std ~ 1/sqrt(P) per row, not unit variance
+
+
+def test_bidirectional_C_draws_are_independent():
+    layer = S5SSM(d_model=8, state_size=16, bidirectional=True)
+    c = layer.init(jax.random.key(0), jnp.zeros((5, 8)))["params"]["C"]
+    assert not np.allclose(c[:, :8], c[:, 8:])
+
+
+# ---------------------------------------------------------------- apply_s5 against the reference
+
+
+CASES = [
+    dict(conj_sym=cs, bidirectional=bd, discretization=disc, clip_eigs=clip, step_rescale=sr)
+    for cs in (True, False)
+    for bd in (False, True)
+    for disc in ("zoh", "bilinear")
+    for clip, sr in ((False, 1.0), (True, 2.0))
+]
+
+
+# Every case with the default method; every method on two contrasting cases (the methods only differ in
+# the recurrence, which test_linear_recurrence_all_forms covers on its own).
+GRID = [(case, "auto") for case in CASES] + [(CASES[i], m) for i in (6, 9) for m in METHODS]
+
+
+@pytest.mark.parametrize("case,scan", GRID, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items())
+                         if isinstance(c, dict) else c)
+def test_apply_s5_matches_float64_reference(case, scan):
+    params = make_params(jax.random.key(3), conj_sym=case["conj_sym"], bidirectional=case["bidirectional"])
+    u = np.random.default_rng(0).normal(size=(2, 37, 6)).astype(np.float32)
+    y = apply_s5(params, jnp.asarray(u), scan=scan, **case)
+    assert y.shape == u.shape
+    for i in range(2):
+        ref = ref_s5(params, u[i], **case)
+        assert rel_err(y[i], ref) < 2e-5
+    # Unbatched input gives the same as the batch's first row.
+    y0 = apply_s5(params, jnp.asarray(u[0]), scan=scan, **case)
+    assert np.allclose(y0, y[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("length", [1, 2, 63, 64, 65, 4096])
+@pytest.mark.parametrize("scan", SCANS)
+def test_apply_s5_lengths_1_to_4096(length, scan):
+    case = dict(conj_sym=True, bidirectional=True, discretization="zoh", clip_eigs=False, step_rescale=1.0)
+    params = make_params(jax.random.key(4))
+    params["Lambda_re"] = params["Lambda_re"].at[0].set(-0.5)  # stable over 4096 steps
+    u = np.random.default_rng(length).normal(size=(length, 6)).astype(np.float32)
+    y = apply_s5(params, jnp.asarray(u), scan=scan, **case)
+    assert rel_err(y, ref_s5(params, u, **case)) < 1e-5 * max(1.0, np.log2(length))
+
+
+def test_gradients_agree_across_methods():
+    params = make_params(jax.random.key(5))
+    u = jnp.asarray(np.random.default_rng(1).normal(size=(2, 50, 6)), jnp.float32)
+    w = jnp.asarray(np.random.default_rng(2).normal(size=(2, 50, 6)), jnp.float32)
+
+    def loss(p, u, scan):
+        y = apply_s5(p, u, conj_sym=True, bidirectional=True, clip_eigs=True, scan=scan, lengths=jnp.array([50, 31]))
+        return jnp.sum(w * y)
+
+    grads = {m: jax.grad(loss, argnums=(0, 1))(params, u, m) for m in METHODS}
+    ref_flat, _ = ravel_pytree(grads["sequential"])
+    assert np.all(np.isfinite(ref_flat))
+    for m in METHODS:
+        flat, _ = ravel_pytree(grads[m])
+        assert np.allclose(flat, ref_flat, rtol=1e-4, atol=1e-4 * np.abs(ref_flat).max()), m
+
+
+@pytest.mark.parametrize("scan", SCANS)
+def test_lengths_masking_equals_unpadded_runs(scan):
+    case = dict(conj_sym=True, bidirectional=True, discretization="zoh", clip_eigs=False, step_rescale=1.0)
+    params = make_params(jax.random.key(6))
+    rng = np.random.default_rng(3)
+    lengths = np.array([20, 7, 1])
+    u = rng.normal(size=(3, 20, 6)).astype(np.float32)  # garbage beyond each length
+    y = apply_s5(params, jnp.asarray(u), lengths=jnp.asarray(lengths), scan=scan, **case)
+    for i, n in enumerate(lengths):
+        alone = apply_s5(params, jnp.asarray(u[i, :n]), scan=scan, **case)
+        assert np.allclose(y[i, :n], alone, atol=1e-5)
+    # Without lengths the padding leaks into the reverse direction (the official behaviour).
+    leaky = apply_s5(params, jnp.asarray(u), scan=scan, **case)
+    assert not np.allclose(leaky[1, :7], y[1, :7], atol=1e-3)
+
+
+# ---------------------------------------------------------------- linear_recurrence
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("method", SCANS)
+@pytest.mark.parametrize("a_shape,b_shape", [((5,), (3, 100, 5)), ((3, 1, 5), (3, 100, 5)),
+                                             ((3, 100, 5), (3, 100, 5)), ((5,), (1, 5)), ((5,), (129, 5))])
+def test_linear_recurrence_all_forms(reverse, method, a_shape, b_shape):
+    rng = np.random.default_rng(7)
+    a = rng.uniform(0.5, 1.0, a_shape) * np.exp(1j * rng.uniform(-3, 3, a_shape))
+    b = rng.normal(size=b_shape) + 1j * rng.normal(size=b_shape)
+    ab = np.broadcast_to(a, b.shape)
+    ref = np.zeros(b.shape, complex)
+    x = np.zeros(b.shape[:-2] + b.shape[-1:], complex)
+    steps = range(b.shape[-2] - 1, -1, -1) if reverse else range(b.shape[-2])
+    for k in steps:
+        x = ab[..., k, :] * x + b[..., k, :]
+        ref[..., k, :] = x
+    out = linear_recurrence(jnp.asarray(a, jnp.complex64), jnp.asarray(b, jnp.complex64),
+                            reverse=reverse, method=method)
+    assert rel_err(out, ref) < 1e-5
+
+
+def test_linear_recurrence_unknown_method():
+    with pytest.raises(ValueError, match="unknown scan method"):
+        linear_recurrence(jnp.ones(3), jnp.ones((4, 3)), method="fft")
+
+
+# ---------------------------------------------------------------- step (RNN) mode
+
+
+@pytest.mark.parametrize("discretization", ["zoh", "bilinear"])
+@pytest.mark.parametrize("conj_sym", [True, False])
+def test_step_mode_equals_parallel(discretization, conj_sym):
+    layer = S5SSM(d_model=6, state_size=8, blocks=2, conj_sym=conj_sym, bidirectional=False,
+                  discretization=discretization)
+    u = jnp.asarray(np.random.default_rng(4).normal(size=(2, 25, 6)), jnp.float32)
+    variables = layer.init(jax.random.key(8), u)
+    y = layer.apply(variables, u)
+    state = layer.apply(variables, (2,), method=S5SSM.initial_state)
+    outs = []
+    for k in range(u.shape[1]):
+        state, y_k = layer.apply(variables, state, u[:, k], method=S5SSM.step)
+        outs.append(y_k)
+    assert np.allclose(jnp.stack(outs, axis=1), y, atol=1e-5)
+
+
+def test_step_mode_refuses_bidirectional():
+    layer = S5SSM(d_model=4, state_size=4, bidirectional=True)
+    variables = layer.init(jax.random.key(0), jnp.zeros((3, 4)))
+    with pytest.raises(ValueError, match="bidirectional=false"):
+        layer.apply(variables, jnp.zeros((2,), jnp.complex64), jnp.zeros((4,)), method=S5SSM.step)
