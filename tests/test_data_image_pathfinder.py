@@ -1,0 +1,147 @@
+"""Image (CIFAR-10 pickles) and Pathfinder/Path-X (PNGs + text or .npy metadata) readers on small fixtures."""
+
+import pickle
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from s5lra.data import DataError, load_task
+from s5lra.data import pathfinder
+
+
+def write_cifar(folder, n_per_batch=10, seed=0):
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    batches = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8)
+        labels = rng.integers(0, 10, n_per_batch).tolist()
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"batch_label": name.encode(), b"labels": labels, b"data": data,
+                         b"filenames": [b"x.png"] * n_per_batch}, f)
+        batches[name] = (data, labels)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [b"airplane"] * 10}, f)
+    return batches
+
+
+def pil_gray(row):
+    rgb = row.reshape(3, 32, 32).transpose(1, 2, 0)
+    return np.asarray(Image.fromarray(rgb, "RGB").convert("L")).reshape(-1)
+
+
+def test_image_luma_equals_pillow_and_splits(tmp_path):
+    batches = write_cifar(tmp_path / "cifar-10-batches-py")
+    data = load_task("image", tmp_path)
+    spec = data.spec
+    assert (spec.seq_len, spec.n_classes, spec.vocab_size) == (1024, 10, None)
+    assert spec.normalize == pytest.approx((122.6 / 255, 61.0 / 255))
+    train_x = np.concatenate([batches[f"data_batch_{i}"][0] for i in range(1, 6)])
+    train_y = sum((batches[f"data_batch_{i}"][1] for i in range(1, 6)), [])
+    assert len(data.splits["train"]) == 45 and len(data.splits["val"]) == 5 and len(data.splits["test"]) == 10
+    for i in (0, 44):
+        assert np.array_equal(data.splits["train"].inputs[i], pil_gray(train_x[i]))
+    assert np.array_equal(data.splits["val"].inputs[4], pil_gray(train_x[49]))  # val = last 10%
+    assert data.splits["val"].labels.tolist() == train_y[45:]
+    test_x, test_y = batches["test_batch"]
+    assert np.array_equal(data.splits["test"].inputs[3], pil_gray(test_x[3]))
+    assert data.splits["test"].labels.tolist() == test_y and data.splits["test"].inputs.dtype == np.uint8
+    assert data.splits["test"].lengths.tolist() == [1024] * 10
+    rand = load_task("image", tmp_path, val_split="random")
+    assert rand.cache_dir != data.cache_dir and len(rand.splits["val"]) == 5
+    assert not np.array_equal(rand.splits["val"].inputs, data.splits["val"].inputs)
+
+
+def test_image_bad_batch(tmp_path):
+    write_cifar(tmp_path / "cifar-10-batches-py")
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"not a pickle")
+    with pytest.raises(DataError, match="data_batch_3: not a CIFAR-10 python batch"):
+        load_task("image", tmp_path)
+    with pytest.raises(DataError, match="fixed length"):
+        load_task("image", tmp_path, max_len=100)
+
+
+def write_pathfinder(base, side=32, difficulty="curv_contour_length_14", per_batch=6):
+    """Two generator batches: batch 0 with text metadata, batch 1 with binary .npy metadata; image k's
+    pixels are all equal to k, label k % 2; batch 0 sample 2 is an empty (0-byte) PNG."""
+    folder = base / f"pathfinder{side}" / difficulty
+    (folder / "metadata").mkdir(parents=True)
+    rows = {0: [], 1: []}
+    for batch in (0, 1):
+        (folder / "imgs" / str(batch)).mkdir(parents=True)
+        for j in range(per_batch):
+            k = batch * per_batch + j
+            path = folder / "imgs" / str(batch) / f"sample_{j}.png"
+            Image.fromarray(np.full((side, side), k, np.uint8), "L").save(path)
+            rows[batch].append([f"imgs/{batch}", f"sample_{j}.png", str(j), str(k % 2), "1.0", "14", "4", "2",
+                                "0.5", "1", "1"])
+    (folder / "imgs" / "0" / "sample_2.png").write_bytes(b"")
+    (folder / "metadata" / "0.npy").write_text("".join(" ".join(r) + "\n" for r in rows[0]))
+    np.save(folder / "metadata" / "1.npy", np.array(rows[1]))
+    return folder
+
+
+def test_pathfinder_text_and_binary_metadata_empty_png_and_split(tmp_path):
+    folder = write_pathfinder(tmp_path / "lra_release" / "lra_release")
+    assert (folder / "metadata" / "1.npy").read_bytes().startswith(b"\x93NUMPY")
+    data = load_task("pathfinder", tmp_path, workers=1)
+    assert data.skipped == {"unreadable_images": 1}
+    sizes = {s: len(data.splits[s]) for s in ("train", "val", "test")}
+    assert sizes == {"train": 9, "val": 1, "test": 1}  # 11 readable, int(0.1 * 11) = 1
+    seen = []
+    for split in data.splits.values():
+        x = np.asarray(split.inputs)
+        assert x.dtype == np.uint8 and x.shape[1] == 1024 and (x == x[:, :1]).all()
+        assert split.labels.tolist() == (x[:, 0] % 2).tolist()  # labels travel with their images
+        seen += x[:, 0].tolist()
+    assert sorted(seen) == [k for k in range(12) if k != 2]
+    spec = data.spec
+    assert (spec.seq_len, spec.n_classes, spec.vocab_size, spec.normalize) == (1024, 2, None, (0.5, 0.5))
+
+
+def test_pathfinder_parallel_decode_matches_serial(tmp_path, monkeypatch):
+    write_pathfinder(tmp_path)
+    serial = load_task("pathfinder", tmp_path, workers=1)
+    monkeypatch.setattr(pathfinder, "CHUNK", 4)
+    parallel = load_task("pathfinder", tmp_path, workers=2, rebuild=True)
+    assert parallel.cache_dir == serial.cache_dir  # workers are not a preprocessing setting
+    assert parallel.skipped == {"unreadable_images": 1}
+    assert np.array_equal(parallel.splits["train"].inputs, np.asarray(serial.splits["train"].inputs))
+
+
+def test_pathx_difficulties_and_s4_layout(tmp_path):
+    write_pathfinder(tmp_path / "pathfinder", side=128)  # S4: pathfinder/pathfinder128/...
+    data = load_task("pathx", tmp_path, workers=1)
+    assert data.spec.seq_len == 16384 and data.splits["train"].inputs.shape == (9, 16384)
+    with pytest.raises(DataError, match="fixes"):
+        load_task("pathx", tmp_path, resolution=32)
+    write_pathfinder(tmp_path, difficulty="curv_baseline")
+    assert len(load_task("pathfinder", tmp_path, difficulty="easy", workers=1).splits["train"]) == 9
+    with pytest.raises(DataError, match="difficulty='medium'"):
+        load_task("pathfinder", tmp_path, difficulty="medium")
+    with pytest.raises(DataError, match="curv_contour_length_9/metadata"):
+        load_task("pathfinder", tmp_path, difficulty="intermediate")
+
+
+def test_pathfinder_bad_metadata(tmp_path):
+    folder = write_pathfinder(tmp_path)
+    (folder / "metadata" / "0.npy").write_text("imgs/0 sample_0.png 0 1\n")
+    with pytest.raises(DataError, match=r"metadata/0.npy:1: expected 11 space-separated fields, got 4"):
+        load_task("pathfinder", tmp_path, workers=1)
+    (folder / "metadata" / "0.npy").write_text("imgs/0 sample_0.png 0 x 1.0 14 4 2 0.5 1 1\n")
+    with pytest.raises(DataError, match=r"metadata/0.npy:1: label 'x' is not a number"):
+        load_task("pathfinder", tmp_path, workers=1)
+    assert not any((tmp_path / "cache").iterdir())
+
+
+def test_generator_to_reader_round_trip(tmp_path):
+    pytest.importorskip("s5lra.data.pathfinder_gen")
+    data = load_task("pathfinder", tmp_path, generate={"n": 10, "batch_size": 4, "progress": False}, workers=1)
+    assert sorted(p.name for p in (tmp_path / "pathfinder32" / "curv_contour_length_14" / "metadata").iterdir()) \
+        == ["0.npy", "1.npy", "2.npy"]
+    assert {s: len(data.splits[s]) for s in ("train", "val", "test")} == {"train": 8, "val": 1, "test": 1}
+    assert data.skipped == {"unreadable_images": 0}
+    assert max(int(np.asarray(s.inputs).max()) for s in data.splits.values()) == 255  # markers at full intensity
+    with pytest.raises(DataError, match="unknown key"):
+        load_task("pathfinder", tmp_path, generate={"count": 3})
