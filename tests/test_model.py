@@ -221,3 +221,20 @@ def test_bad_choices_name_the_key(key, value):
     model = build_model(replace(SMALL, **{key: value}), spec())
     with pytest.raises(ValueError, match=f"model.{key}"):
         init(model, tokens(), None)
+
+
+def test_bf16_precision_runs_glu_in_bf16_and_stays_close():
+    x, lengths = tokens(), jnp.array([12, 5, 3, 9])
+    cfg = replace(SMALL, activation="full_glu")
+    f32 = build_model(cfg, spec())
+    bf16 = build_model(cfg, spec(), precision="bf16")
+    variables = init(f32, x, lengths)
+    out32 = f32.apply(variables, x, lengths)
+    out16 = bf16.apply(variables, x, lengths)
+    assert out16.dtype == jnp.float32
+    assert not np.array_equal(out32, out16)  # really computed differently
+    assert np.allclose(out32, out16, atol=5e-2)
+    jaxpr = str(jax.make_jaxpr(lambda v: bf16.apply(v, x, lengths))(variables))
+    assert "bf16" in jaxpr and "complex64" in jaxpr
+    with pytest.raises(ValueError, match="trainer.precision"):
+        build_model(cfg, spec(), precision="fp8")

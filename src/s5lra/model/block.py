@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax.numpy as jnp
 
@@ -23,6 +25,7 @@ class SequenceBlock(nn.Module):
 
     cfg: ModelConfig
     train: bool = False
+    dtype: Any = jnp.float32  # compute dtype of the GLU matmuls (bf16 for mixed precision); the SSM stays f32
 
     def _norm(self, x, mask):
         if self.cfg.norm == "batch":
@@ -51,7 +54,7 @@ class SequenceBlock(nn.Module):
         )
         x = ssm(x, lengths if masked else None)
         x = self._activation(x, drop)
-        x = skip + x
+        x = skip + x.astype(skip.dtype)
         if not cfg.prenorm:
             x = self._norm(x, mask)
         return x, None
@@ -63,9 +66,9 @@ class SequenceBlock(nn.Module):
         z = drop(nn.gelu(x))
         if act == "gelu":
             return z
-        gate = nn.sigmoid(nn.Dense(self.cfg.d_model, name="W2")(z))
+        gate = nn.sigmoid(nn.Dense(self.cfg.d_model, dtype=self.dtype, name="W2")(z))
         if act == "full_glu":
-            return drop(nn.Dense(self.cfg.d_model, name="W1")(z) * gate)
+            return drop(nn.Dense(self.cfg.d_model, dtype=self.dtype, name="W1")(z) * gate)
         if act == "half_glu1":
             return drop(z * gate)
         return drop(x * gate)  # half_glu2: gate on the GELU'd signal, multiply the raw SSM output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -40,10 +42,11 @@ class ClassifierHead(nn.Module):
     """Pooled features -> Dense(n_classes)."""
 
     n_classes: int
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, pooled):
-        return nn.Dense(self.n_classes, name="out")(pooled)
+        return nn.Dense(self.n_classes, dtype=self.dtype, name="out")(pooled)
 
 
 class RetrievalHead(nn.Module):
@@ -51,9 +54,10 @@ class RetrievalHead(nn.Module):
 
     d_model: int
     n_classes: int
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, u1, u2):
         features = jnp.concatenate([u1, u2, u1 - u2, u1 * u2], axis=-1)
-        hidden = nn.gelu(nn.Dense(self.d_model, name="hidden")(features))
-        return nn.Dense(self.n_classes, name="out")(hidden)
+        hidden = nn.gelu(nn.Dense(self.d_model, dtype=self.dtype, name="hidden")(features))
+        return nn.Dense(self.n_classes, dtype=self.dtype, name="out")(hidden)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -24,6 +26,7 @@ class S5Model(nn.Module):
     n_classes: int
     vocab_size: int | None = None
     dual: bool = False
+    dtype: Any = jnp.float32  # compute dtype of the non-SSM matmuls ("bf16" precision); params stay f32
 
     @nn.compact
     def __call__(self, inputs, lengths=None, train: bool = False):
@@ -35,7 +38,7 @@ class S5Model(nn.Module):
         if self.vocab_size is not None:
             x = TokenEncoder(self.vocab_size, cfg.d_model, name="encoder")(inputs)
         else:
-            x = nn.Dense(cfg.d_model, name="encoder")(inputs)
+            x = nn.Dense(cfg.d_model, name="encoder")(inputs)  # width 1 for pixels: keep f32
         block = nn.remat(SequenceBlock) if cfg.remat else SequenceBlock
         layers = nn.scan(
             block,
@@ -43,19 +46,29 @@ class S5Model(nn.Module):
             split_rngs={"params": True, "dropout": True},
             in_axes=nn.broadcast,
             length=cfg.n_layers,
-        )(cfg, train, name="layers")
+        )(cfg, train, self.dtype, name="layers")
         x, _ = layers(x, lengths)
         pooled = pool(x, lengths, cfg.pooling)
         if self.dual:
-            logits = RetrievalHead(cfg.d_model, self.n_classes, name="decoder")(pooled[:batch], pooled[batch:])
+            logits = RetrievalHead(cfg.d_model, self.n_classes, self.dtype, name="decoder")(pooled[:batch], pooled[batch:])
         else:
-            logits = ClassifierHead(self.n_classes, name="decoder")(pooled)
-        return jax.nn.log_softmax(logits)
+            logits = ClassifierHead(self.n_classes, self.dtype, name="decoder")(pooled)
+        return jax.nn.log_softmax(logits.astype(jnp.float32))
 
 
-def build_model(cfg: ModelConfig, spec) -> S5Model:
-    """The model for a task; sizes (classes, vocabulary, dual inputs) come from the data's TaskSpec."""
-    return S5Model(cfg, n_classes=spec.n_classes, vocab_size=spec.vocab_size, dual=spec.dual)
+PRECISIONS = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
+
+
+def build_model(cfg: ModelConfig, spec, precision: str = "fp32") -> S5Model:
+    """The model for a task; sizes (classes, vocabulary, dual inputs) come from the data's TaskSpec.
+
+    precision "bf16" runs the encoder-side GLU and head matmuls in bfloat16 (parameters, norms, the SSM
+    projections and the recurrence stay float32/complex64).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"trainer.precision={precision!r}; expected one of {tuple(PRECISIONS)}")
+    return S5Model(cfg, n_classes=spec.n_classes, vocab_size=spec.vocab_size, dual=spec.dual,
+                   dtype=PRECISIONS[precision])
 
 
 def count_params(params) -> int:
