@@ -1,0 +1,145 @@
+"""Find run directories and read them into plain records.
+
+A run directory is what `run_train.py` leaves behind: `results.json`, `metrics.jsonl`, `.hydra/config.yaml`.
+A run with a missing or malformed file is skipped with a warning naming that file, so one broken run (still
+running, killed, half-copied) never costs the whole report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+RUN_FILES = ("results.json", "metrics.jsonl", ".hydra/config.yaml")
+SPLITS = ("train", "val", "test")
+ACCURACY_KEYS = ("best_val_accuracy", "test_accuracy")
+_SKIP_DIRS = {"checkpoints", "wandb", ".hydra"}  # large or never a run of their own
+
+
+class RunFileError(ValueError):
+    """A run file is missing or does not have the documented format."""
+
+
+@dataclass
+class Run:
+    path: Path
+    experiment: str
+    task: str
+    seed: int | None
+    results: dict
+    events: list[dict]
+    config: dict
+
+    @property
+    def hardware(self) -> str:
+        """results.json's `hardware` as written, else 'N x <device kind>' from its device fields."""
+        r = self.results
+        if r.get("hardware"):
+            return str(r["hardware"])
+        kind, n = r.get("device_kind") or r.get("device") or r.get("platform"), r.get("n_devices")
+        if kind:
+            return f"{n} x {kind}" if n else str(kind)
+        return f"{n} device(s)" if n else "unknown"
+
+    def curve(self, split: str, key: str) -> tuple[list[float], list[float]]:
+        """(epochs, values) of one split's metric; x is fractional epochs when the step rate is known."""
+        steps, epochs = self.results.get("steps"), self.results.get("epochs")
+        per_epoch = steps / epochs if steps and epochs else None
+        xs, ys = [], []
+        for e in self.events:
+            if e.get("split") == split and e.get(key) is not None:
+                xs.append(e["step"] / per_epoch if per_epoch else e["epoch"] + 1)
+                ys.append(e[key])
+        return xs, ys
+
+
+def find_run_dirs(paths) -> list[Path]:
+    """Every directory under `paths` holding any run file (single runs and multirun job folders alike)."""
+    found = []
+    for root in map(Path, paths):
+        if not root.is_dir():
+            warnings.warn(f"{root}: not a directory; skipped")
+            continue
+        for here, dirs, files in os.walk(root):
+            here = Path(here)
+            if any((here / name).exists() for name in RUN_FILES):
+                found.append(here)
+                dirs.clear()
+            else:
+                dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
+    return sorted(set(found))
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise RunFileError(f"{path}: {err}") from None
+    if not isinstance(obj, dict):
+        raise RunFileError(f"{path}: expected a JSON object")
+    return obj
+
+
+def _read_events(path: Path) -> list[dict]:
+    events = []
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as err:
+        raise RunFileError(f"{path}: {err}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise RunFileError(f"{path}:{number}: {err}") from None
+        if not isinstance(event, dict) or event.get("split") not in SPLITS or "step" not in event:
+            raise RunFileError(f"{path}:{number}: expected an object with step and split (train|val|test)")
+        events.append(event)
+    return events
+
+
+def _read_config(path: Path) -> dict:
+    try:
+        config = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise RunFileError(f"{path}: {err}") from None
+    if not isinstance(config, dict):
+        raise RunFileError(f"{path}: expected a mapping")
+    return config
+
+
+def load_run(path: str | Path) -> Run:
+    """Read one run directory; raises RunFileError naming the offending file."""
+    path = Path(path)
+    for name in RUN_FILES:
+        if not (path / name).is_file():
+            raise RunFileError(f"{path / name}: missing")
+    results = _read_json(path / "results.json")
+    for key in ACCURACY_KEYS:
+        value = results.get(key)
+        if not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise RunFileError(f"{path / 'results.json'}: {key}={value!r}; expected a fraction in [0, 1]")
+    events = _read_events(path / "metrics.jsonl")
+    config = _read_config(path / ".hydra" / "config.yaml")
+    task = (config.get("dataset") or {}).get("name")
+    if not task:
+        raise RunFileError(f"{path / '.hydra' / 'config.yaml'}: no dataset.name")
+    experiment = results.get("experiment") or results.get("name") or config.get("name") or task
+    return Run(path, experiment, task, config.get("seed"), results, events, config)
+
+
+def load_runs(paths) -> list[Run]:
+    """All readable runs under `paths`; unreadable ones are skipped with a warning."""
+    runs = []
+    for run_dir in find_run_dirs(paths):
+        try:
+            runs.append(load_run(run_dir))
+        except RunFileError as err:
+            warnings.warn(f"skipping run {run_dir}: {err}")
+    return runs
