@@ -243,6 +243,8 @@ def _seed_distractor(g: Geometry, rng: np.random.Generator, cache: dict):
     """``seed_snake`` for one lane against the current mask: (sprite id, tail, pivot, theta) or None."""
     for _ in range(PADDLE_TRIALS):
         deg = int(rng.integers(-180, 180))
+        if not g.seed_degree_ok[deg + 180]:  # cv2's -DBL_MAX border: no coordinates, outright failure
+            return None
         if deg not in cache:
             cache[deg] = np.flatnonzero(~g.blocked(cache["occupied"], deg))
         avail = cache[deg]

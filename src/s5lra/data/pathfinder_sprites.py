@@ -228,7 +228,8 @@ class Geometry:
 
     def blocked(self, occupied: np.ndarray, deg: int) -> np.ndarray:
         """Pixels whose struct-dilated occupancy is set: cv2.dilate(occupied, struct) with OpenCV's
-        convention dst(p) = max_k src(p + k) and out-of-image pixels ignored."""
+        convention dst(p) = max_k src(p + k) and out-of-image pixels ignored (a pixel with no in-image
+        p + k comes out False here; the original's -DBL_MAX there is handled by `seed_degree_ok`)."""
         half = self.length + self.margin
         padded = np.pad(occupied, half)
         out = np.zeros_like(occupied)
@@ -238,15 +239,31 @@ class Geometry:
         return out
 
     @cached_property
+    def seed_degree_ok(self) -> np.ndarray:
+        """(360,) bool, index deg + 180: False where seeding at that orientation always fails.
+
+        The original dilates a float64 mask with ``cv2.dilate``, whose default border value for float64 is
+        -DBL_MAX: a pixel whose whole struct footprint lies outside the image gets -DBL_MAX, the 0.3
+        threshold leaves it negative, and ``find_available_coordinates`` then returns no coordinates at all
+        (its ``min(mask) < 0`` branch), so the seed fails outright whatever the image holds. This happens
+        when the small head-centric struct sits entirely on one side of its anchor (at 32 px, 330 of 360
+        orientations; at 128 px a few with margin 2, none with margin 3).
+        """
+        inside = np.ones((self.size, self.size), bool)
+        return np.array([self.blocked(inside, d).all() for d in range(-180, 180)])
+
+    @cached_property
     def target_seed_tails(self) -> tuple[np.ndarray, np.ndarray]:
         """Flat indices of allowed first-snake tails for every integer degree, concatenated, and the
         start offsets (length 361). The seeding mask (padding band plus a 2*seed_distance band) never
-        depends on the image, so this is computed once."""
+        depends on the image, so this is computed once. Degrees where seeding always fails (see
+        `seed_degree_ok`) get no tails, which makes the attempt fail as in the original."""
         n, band = self.size, 2 * self.seed_distance
         occ = np.zeros((n, n), bool)
         p = self.padding
         occ[:p], occ[n - p:], occ[:, :p], occ[:, n - p:] = True, True, True, True
         occ[:band], occ[n - band:], occ[:, :band], occ[:, n - band:] = True, True, True, True
-        tails = [np.flatnonzero(~self.blocked(occ, d)) for d in range(-180, 180)]
+        tails = [np.flatnonzero(~self.blocked(occ, d)) if self.seed_degree_ok[d + 180] else np.zeros(0, np.int64)
+                 for d in range(-180, 180)]
         starts = np.concatenate([[0], np.cumsum([len(t) for t in tails])])
         return np.concatenate(tails), starts
