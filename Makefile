@@ -26,3 +26,43 @@ demo: install
 
 clean:
 	rm -rf $(VENV) src/*.egg-info
+
+# --- Training and reproduction (configs/experiment/lra/*.yaml; data under DATA_PATH) -------------------------
+# Extra Hydra overrides go in ARGS, e.g. `make listops ARGS="trainer.max_steps=100 logger.mode=disabled"`.
+LRA_TASKS    := listops text retrieval image pathfinder pathx
+ARGS         ?=
+SEEDS        ?= 0,1,2,3,4
+PATHFINDER_N ?= 200000
+PATHX_N      ?= 200000
+DATA_CLI     := $(VENV)/bin/s5lra-data
+
+.PHONY: $(LRA_TASKS) lra sweep-pathx data-listops data-pathfinder data-pathx download
+
+$(LRA_TASKS): install
+	$(PY) run_train.py experiment=lra/$@ paths.data_dir=$(DATA_PATH) $(ARGS)
+
+lra: $(LRA_TASKS)
+
+# Path-X is seed-sensitive (some seeds stay at chance): one run per seed, sub-folders 0, 1, ... of one sweep.
+sweep-pathx: install
+	$(PY) run_train.py -m experiment=lra/pathx paths.data_dir=$(DATA_PATH) seed=$(SEEDS) $(ARGS)
+
+data-listops: install
+	$(DATA_CLI) generate listops --root $(DATA_PATH)
+
+data-pathfinder: install
+	$(DATA_CLI) generate pathfinder --root $(DATA_PATH) --resolution 32 --n $(PATHFINDER_N)
+
+data-pathx: install
+	$(DATA_CLI) generate pathfinder --root $(DATA_PATH) --resolution 128 --n $(PATHX_N)
+
+download: install
+	$(DATA_CLI) download lra --root $(DATA_PATH)
+	$(DATA_CLI) download imdb --root $(DATA_PATH)
+	$(DATA_CLI) download cifar10 --root $(DATA_PATH)
+
+# --- Reports (experiments/README.md) ------------------------------------------------------------------------
+RUNS ?= outputs
+.PHONY: report
+report: install
+	$(PY) -m s5lra.report $(RUNS) --out experiments/results

@@ -1,0 +1,122 @@
+"""Where metrics go: `metrics.jsonl` in the run directory always, W&B when `logger.backend=wandb`.
+
+W&B must never hang or fail a run: without an explicit mode it runs offline unless WANDB_MODE or an API key
+says otherwise, and an online start that fails falls back to offline (sync later with `wandb sync`).
+"""
+
+from __future__ import annotations
+
+import json
+import netrc
+import os
+import warnings
+from pathlib import Path
+
+from s5lra.train.config import LoggerConfig
+from s5lra.train.errors import ConfigError
+
+WANDB_MODES = ("online", "offline", "disabled")
+BACKENDS = ("wandb", "none")
+
+
+def write_json(path: str | Path, obj) -> None:
+    """Write JSON atomically (temporary file, then rename), so readers never see half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _has_api_key() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def wandb_mode(mode: str | None) -> str:
+    """The configured mode, else WANDB_MODE, else online with an API key and offline without one."""
+    mode = mode or os.environ.get("WANDB_MODE") or ("online" if _has_api_key() else "offline")
+    mode = {"dryrun": "offline", "run": "online"}.get(mode, mode)
+    if mode not in WANDB_MODES:
+        raise ConfigError(f"logger.mode={mode!r}; expected one of {WANDB_MODES}")
+    return mode
+
+
+class MetricsFile:
+    """Append-only `metrics.jsonl`, one JSON object per event."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def truncate_after(self, step: int) -> None:
+        """Drop events past `step` (a resumed run logs them again, identically)."""
+        if not self.path.exists():
+            return
+        keep = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text("".join(line + "\n" for line in keep))
+        os.replace(tmp, self.path)
+
+    def write(self, event: dict) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(event) + "\n")
+
+
+class RunLogger:
+    """Fans events out to metrics.jsonl and W&B. Create it on process 0 only."""
+
+    def __init__(self, run_dir: str | Path, cfg: LoggerConfig, config: dict, *, run_id: str | None = None,
+                 default_name: str | None = None):
+        if cfg.backend not in BACKENDS:
+            raise ConfigError(f"logger.backend={cfg.backend!r}; expected one of {BACKENDS}")
+        self.metrics = MetricsFile(Path(run_dir) / "metrics.jsonl")
+        self.run = None
+        if cfg.backend == "wandb":
+            self.run = self._start_wandb(Path(run_dir), cfg, config, run_id, default_name)
+
+    @staticmethod
+    def _start_wandb(run_dir, cfg, config, run_id, default_name):
+        import wandb
+
+        kwargs = dict(
+            dir=str(run_dir), project=cfg.project, entity=cfg.entity, group=cfg.group, tags=list(cfg.tags),
+            name=cfg.name or default_name, config=config, id=run_id, resume="allow" if run_id else None,
+        )
+        mode = wandb_mode(cfg.mode)
+        try:
+            run = wandb.init(mode=mode, settings=wandb.Settings(init_timeout=60, silent=True), **kwargs)
+        except Exception as err:  # an online start without network must not cost the run
+            if mode != "online":
+                raise
+            warnings.warn(f"W&B online start failed ({err}); logging offline instead (upload with `wandb sync`)")
+            run = wandb.init(mode="offline", settings=wandb.Settings(silent=True), **kwargs)
+        run.define_metric("step")
+        run.define_metric("*", step_metric="step")
+        return run
+
+    @property
+    def run_id(self) -> str | None:
+        return None if self.run is None else self.run.id
+
+    def log(self, event: dict) -> None:
+        """event: step, epoch, split, loss, accuracy and optionally lr, ssm_lr, examples_per_s."""
+        self.metrics.write(event)
+        if self.run is not None:
+            split = event["split"]
+            row = {"step": event["step"], "epoch": event["epoch"]}
+            row.update({f"{split}/{k}": v for k, v in event.items() if k not in ("step", "epoch", "split",
+                                                                                 "lr", "ssm_lr")})
+            row.update({k: event[k] for k in ("lr", "ssm_lr") if k in event})
+            self.run.log(row)
+
+    def summary(self, values: dict) -> None:
+        if self.run is not None:
+            self.run.summary.update(values)
+
+    def close(self) -> None:
+        if self.run is not None:
+            self.run.finish()
+            self.run = None

@@ -1,0 +1,106 @@
+"""Data parallelism: 1 vs 4 devices give the same losses; two processes on localhost equal one process."""
+
+import json
+import socket
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import Mesh
+
+from s5lra.model import ModelConfig, SSMConfig, build_model
+from s5lra.train.config import OptimizerConfig
+from s5lra.train.optim import make_optimizer
+from s5lra.train.schedule import make_schedule
+from s5lra.train.sharding import AXIS, shard_batch
+from s5lra.train.steps import init_state, make_train_step
+from test_train_run import REPO, events, listops_root, run_inprocess, shared_compilation_cache, tiny_overrides  # noqa: F401
+
+
+def losses_on(devices, batches, dropout):
+    spec = SimpleNamespace(n_classes=10, vocab_size=18, dual=False)
+    model = build_model(ModelConfig(n_layers=2, d_model=8, dropout=dropout, ssm=SSMConfig(state_size=4)), spec)
+    mesh = Mesh(np.array(devices), (AXIS,))
+    schedule = make_schedule(3e-3, steps_per_epoch=4, epochs=2, warmup_epochs=1)
+    example = {k: batches[0][k][:1] for k in ("inputs", "lengths")}
+    shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), example["inputs"], example["lengths"]))
+    tx = make_optimizer(shapes["params"], OptimizerConfig(), schedule, schedule)
+    state = init_state(model, tx, example, 0, mesh)
+    step = make_train_step(model, tx, mesh)
+    out = []
+    for batch in batches:
+        state, metrics = step(state, shard_batch(batch, mesh))
+        out.append(float(metrics["loss"]))
+    return np.array(out), jax.device_get(state.batch_stats)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_one_and_four_devices_give_the_same_losses(dropout):
+    assert jax.device_count() == 4
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 17, (6, 8)).astype(np.int32)
+    batches = [{"inputs": rng.integers(0, 18, (8, 16)).astype(np.uint8), "lengths": lengths[i],
+                "labels": rng.integers(0, 10, 8).astype(np.int32), "weights": np.ones(8, np.float32)}
+               for i in range(6)]
+    one, stats_one = losses_on(jax.devices()[:1], batches, dropout)
+    four, stats_four = losses_on(jax.devices(), batches, dropout)
+    np.testing.assert_allclose(four, one, rtol=1e-5)  # BatchNorm statistics and the loss cover the global batch
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), stats_four, stats_one)
+    assert len(set(one.tolist())) == len(one)  # the parameters moved
+
+
+def train_losses(run_dir):
+    return np.array([e["loss"] for e in events(run_dir, "train")])
+
+
+@pytest.fixture(scope="module")
+def four_device_run(listops_root, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("four")
+    results = run_inprocess(run_dir, tiny_overrides(listops_root, "trainer.epochs=1"))
+    assert results["n_devices"] == 4
+    return run_dir
+
+
+def test_the_same_run_on_one_device(four_device_run, listops_root, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "run_train.py"), *tiny_overrides(listops_root, "trainer.epochs=1"),
+         f"hydra.run.dir={tmp_path}"],
+        cwd=REPO, capture_output=True, text=True, timeout=240,
+        env={**__import__("os").environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "results.json").read_text())["n_devices"] == 1
+    np.testing.assert_allclose(train_losses(tmp_path), train_losses(four_device_run), rtol=1e-5)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_on_localhost_equal_one_process(four_device_run, listops_root, tmp_path):
+    """Two processes with two devices each: the same four-device mesh, spread over processes."""
+    import os
+
+    port = free_port()
+    procs = []
+    for pid in range(2):
+        env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+               "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(pid)}
+        args = tiny_overrides(listops_root, "trainer.epochs=1", "trainer.distributed=true", f"hydra.run.dir={tmp_path}")
+        procs.append(subprocess.Popen([sys.executable, str(REPO / "run_train.py"), *args], cwd=REPO, env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    try:
+        errors = [p.communicate(timeout=240)[1] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [0, 0], errors[0][-2000:] + errors[1][-2000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert (results["n_devices"], results["n_processes"]) == (4, 2)
+    np.testing.assert_allclose(train_losses(tmp_path), train_losses(four_device_run), rtol=1e-5)
+    single = json.loads((four_device_run / "results.json").read_text())
+    assert results["test_accuracy"] == single["test_accuracy"]

@@ -1,0 +1,277 @@
+"""Whole runs on tiny generated ListOps: outputs, W&B offline contents, run_eval, resume, SIGTERM, refusals."""
+
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from jax.experimental.compilation_cache import compilation_cache as jax_cache
+from omegaconf import OmegaConf
+
+from s5lra.data import load_task
+from s5lra.train import EvalConfig, TrainingDiverged, evaluate_run, train
+from s5lra.train import loop as loop_module
+from s5lra.train.checkpoint import CheckpointError
+from s5lra.train.config import EvalModelOverrides, EvalSSMOverrides, register_configs
+
+REPO = Path(__file__).resolve().parents[1]
+GENERATE = "{n_train:64,n_val:12,n_test:20,max_depth:3,max_args:3,min_length:2,max_length:20,seed:0}"
+
+
+TINY = ["model.n_layers=1", "model.d_model=8", "model.ssm.state_size=4", "model.ssm.blocks=1",
+        "trainer.batch_size=8", "trainer.epochs=2", "trainer.log_every=1", "trainer.progress=false", "logger=none"]
+
+
+def tiny_overrides(root, *extra):
+    """A tiny ListOps run: 8 steps per epoch of a one-layer, eight-wide S5."""
+    return [f"dataset.root={root}", "dataset.max_len=20", f"dataset.generate={GENERATE}", *TINY, *extra]
+
+
+def compose_cfg(overrides):
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+def run_inprocess(run_dir, overrides):
+    """What run_train.py does, minus Hydra's process: compose, save the config, train."""
+    conf = compose_cfg(overrides)
+    (Path(run_dir) / ".hydra").mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(conf, Path(run_dir) / ".hydra" / "config.yaml")
+    return train(OmegaConf.to_object(conf), run_dir)
+
+
+def run_cli(script, args, timeout=240, env=None):
+    return subprocess.run([sys.executable, str(REPO / script), *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def events(run_dir, split=None):
+    lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+    return [e for e in map(json.loads, lines) if split is None or e["split"] == split]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def shared_compilation_cache(tmp_path_factory):
+    """The tiny models recur in many runs: compile each once (in-process and in subprocesses alike)."""
+    path = str(tmp_path_factory.getbasetemp() / "jax-cache")
+    previous = jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs
+    env = {"JAX_COMPILATION_CACHE_DIR": path, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        jax.config.update("jax_compilation_cache_dir", path)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+        jax_cache.reset_cache()
+        yield
+    jax.config.update("jax_compilation_cache_dir", previous[0])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", previous[1])
+    jax_cache.reset_cache()
+
+
+@pytest.fixture(scope="session")
+def listops_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("listops")
+    load_task("listops", root, generate=OmegaConf.to_container(OmegaConf.create(GENERATE.replace(":", ": "))),
+              max_len=20)
+    return root
+
+
+@pytest.fixture(scope="module")
+def cli_run(listops_root, tmp_path_factory):
+    """One real `run_train.py` run with W&B offline, on 4 devices."""
+    run_dir = tmp_path_factory.mktemp("cli") / "run"
+    proc = run_cli("run_train.py", tiny_overrides(listops_root, "logger=wandb", "logger.mode=offline",
+                                                  "logger.tags=[tiny]", f"hydra.run.dir={run_dir}"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir
+
+
+def test_run_directory_contents(cli_run):
+    assert (cli_run / ".hydra" / "config.yaml").exists()
+    results = json.loads((cli_run / "results.json").read_text())
+    assert results["status"] == "completed" and results["steps"] == 16 and results["epochs"] == 2
+    assert results["n_devices"] == 4 and results["name"] == "demo" and results["n_params"] > 0
+    assert 0 < results["majority_baseline"] <= 1 and results["wall_time_s"] > 0
+    for key in ("best_val_accuracy", "test_accuracy", "final_test_accuracy"):
+        assert 0 <= results[key] <= 1
+    train_events = events(cli_run, "train")
+    assert [e["step"] for e in train_events] == list(range(1, 17))
+    assert {"loss", "accuracy", "lr", "ssm_lr", "examples_per_s", "epoch"} <= set(train_events[0])
+    assert [e["step"] for e in events(cli_run, "val")] == [8, 16] == [e["step"] for e in events(cli_run, "test")]
+    best = max(events(cli_run, "val"), key=lambda e: e["accuracy"])  # first maximum wins
+    test_at_best = [e for e in events(cli_run, "test") if e["step"] == best["step"]][0]
+    assert results["test_accuracy"] == test_at_best["accuracy"]
+    assert sorted(p.name for p in (cli_run / "checkpoints").iterdir()) == ["best", "last"]
+    assert [p.name for p in (cli_run / "checkpoints" / "last").iterdir()] == ["16"]
+
+
+def wandb_records(path):
+    """Records of an offline `.wandb` file: W&B's 7-byte header, then LevelDB-log framing in 32 KiB blocks."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    pos, parts = 7, b""
+    while pos + 7 <= len(data):
+        if 32768 - pos % 32768 < 7:  # block trailer too short for a record header
+            pos += 32768 - pos % 32768
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        parts += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # FULL or LAST fragment
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(parts)
+            parts = b""
+            yield record
+
+
+def read_wandb(run_dir):
+    (path,) = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")
+    return read_wandb_file(path)
+
+
+def read_wandb_file(path):
+    """(run record, history rows, config, summary) of an offline run."""
+    items = lambda update: {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in update}  # noqa: E731
+    rows, summary, run = [], {}, None
+    for record in wandb_records(path):
+        kind = record.WhichOneof("record_type")
+        if kind == "history":
+            rows.append(items(record.history.item))
+        elif kind == "run":
+            run = record.run
+        elif kind == "summary":
+            summary.update(items(record.summary.update))
+    return run, rows, items(run.config.update), summary
+
+
+def test_wandb_offline_run_contents(cli_run):
+    run, rows, config, summary = read_wandb(cli_run)
+    assert run.project == "s5lra" and list(run.tags) == ["tiny"]
+    keys = set().union(*rows)
+    assert {"train/loss", "train/accuracy", "val/loss", "val/accuracy", "test/loss", "test/accuracy", "lr",
+            "ssm_lr", "step"} <= keys
+    assert config["model"]["d_model"] == 8 and config["optimizer"]["groups"] == "BfastandCdecay"
+    results = json.loads((cli_run / "results.json").read_text())
+    assert summary["test_accuracy"] == results["test_accuracy"]
+    assert summary["best_val_accuracy"] == results["best_val_accuracy"]
+
+
+def test_run_eval_reproduces_the_logged_test_accuracy(cli_run):
+    proc = run_cli("run_eval.py", [f"run_dir={cli_run}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((cli_run / "eval_test_best.json").read_text())
+    results = json.loads((cli_run / "results.json").read_text())
+    assert metrics["accuracy"] == results["test_accuracy"] and metrics["examples"] == 20
+    assert json.loads(proc.stdout)["accuracy"] == metrics["accuracy"]
+
+
+def test_resume_equals_an_uninterrupted_run(listops_root, tmp_path):
+    full = tmp_path / "full"
+    run_inprocess(full, tiny_overrides(listops_root, "model.dropout=0.1"))
+    part = tmp_path / "part"
+    first = run_inprocess(part, tiny_overrides(listops_root, "model.dropout=0.1", "trainer.max_steps=5"))
+    assert first["steps"] == 5
+    second = run_inprocess(part, tiny_overrides(listops_root, "model.dropout=0.1", "trainer.resume=auto"))
+    assert second["steps"] == 16
+    losses = lambda d: [(e["step"], e["loss"]) for e in events(d, "train")]  # noqa: E731
+    assert losses(part) == losses(full)  # bit-exact, dropout and BatchNorm included
+    assert events(part, "test")[-1]["loss"] == events(full, "test")[-1]["loss"]
+
+
+def test_checkpoint_of_another_model_is_refused(listops_root, tmp_path):
+    run_inprocess(tmp_path / "a", tiny_overrides(listops_root, "trainer.max_steps=2"))
+    with pytest.raises(CheckpointError, match=r"params/decoder/out/kernel has shape \(8, 10\) there but \(16, 10\) here"):
+        run_inprocess(tmp_path / "b", tiny_overrides(listops_root, "model.d_model=16",
+                                                     f"trainer.resume={tmp_path / 'a' / 'checkpoints' / 'last'}"))
+
+
+def test_evaluate_run_with_step_rescale(listops_root, tmp_path):
+    run_inprocess(tmp_path, tiny_overrides(listops_root, "trainer.max_steps=3"))
+    plain = evaluate_run(EvalConfig(run_dir=str(tmp_path), checkpoint="last"))
+    assert plain["step"] == 3 and plain["examples"] == 20
+    overrides = EvalModelOverrides(ssm=EvalSSMOverrides(step_rescale=4.0))
+    rescaled = evaluate_run(EvalConfig(run_dir=str(tmp_path), checkpoint="last", model=overrides, split="val"))
+    assert rescaled["step_rescale"] == 4.0 and rescaled["examples"] == 12 and rescaled["loss"] != plain["loss"]
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(listops_root, tmp_path, monkeypatch):
+    make = loop_module.make_train_step
+
+    def poisoned(*args):
+        step = make(*args)
+
+        def wrapped(state, batch):
+            state, metrics = step(state, batch)
+            if int(state.step) == 10:
+                metrics = {**metrics, "loss": np.float32("nan")}
+            return state, metrics
+
+        return wrapped
+
+    monkeypatch.setattr(loop_module, "make_train_step", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"step 10 .*checkpoints/last/8"):
+        run_inprocess(tmp_path, tiny_overrides(listops_root))
+    assert json.loads((tmp_path / "results.json").read_text())["status"] == "diverged"
+
+
+def test_sigterm_saves_and_exits_cleanly_then_resumes(listops_root, tmp_path):
+    run_dir = tmp_path / "run"
+    args = tiny_overrides(listops_root, "trainer.epochs=500", f"hydra.run.dir={run_dir}")
+    proc = subprocess.Popen([sys.executable, str(REPO / "run_train.py"), *args], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and not (
+                (run_dir / "metrics.jsonl").exists() and len(events(run_dir, "train")) >= 3):
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr[-3000:]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["status"] == "preempted" and results["steps"] >= 3
+    saved = [int(p.name) for p in (run_dir / "checkpoints" / "last").iterdir()]
+    assert saved == [results["steps"]]
+    again = run_inprocess(run_dir, tiny_overrides(listops_root, "trainer.epochs=500", "trainer.resume=auto",
+                                                  f"trainer.max_steps={results['steps'] + 2}"))
+    assert again["steps"] == results["steps"] + 2 and again["status"] == "completed"
+    assert [e["step"] for e in events(run_dir, "train")] == list(range(1, again["steps"] + 1))
+
+
+def test_batch_must_divide_over_devices(listops_root, tmp_path):
+    assert jax.device_count() == 4
+    from s5lra.train import ConfigError
+
+    with pytest.raises(ConfigError, match=r"trainer.batch_size=10 does not divide by the 4 devices"):
+        run_inprocess(tmp_path, tiny_overrides(listops_root, "trainer.batch_size=10"))
+
+
+def test_multirun_sweep_has_one_folder_per_job(listops_root, tmp_path):
+    proc = run_cli("run_train.py", ["-m", *tiny_overrides(listops_root, "trainer.max_steps=2"), "seed=1,2",
+                                    f"hydra.sweep.dir={tmp_path}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seeds = [OmegaConf.load(tmp_path / str(job) / ".hydra" / "config.yaml").seed for job in (0, 1)]
+    assert seeds == [1, 2]
+    assert all(json.loads((tmp_path / str(job) / "results.json").read_text())["steps"] == 2 for job in (0, 1))
+
+
+def test_resumed_run_continues_the_same_wandb_run(listops_root, tmp_path):
+    wandb = ["logger=wandb", "logger.mode=offline"]
+    run_inprocess(tmp_path, tiny_overrides(listops_root, *wandb, "trainer.max_steps=2"))
+    run_inprocess(tmp_path, tiny_overrides(listops_root, *wandb, "trainer.max_steps=4", "trainer.resume=auto"))
+    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and len({p.name.rsplit("-", 1)[1] for p in runs}) == 1
+    history = [row for path in runs for row in read_wandb_file(next(path.glob("run-*.wandb")))[1]]
+    assert sorted(row["step"] for row in history if "train/loss" in row) == [1, 2, 3, 4]
