@@ -400,7 +400,8 @@ def generate_pathfinder(root, *, resolution: int = 32, difficulty: str = "hard",
     done: dict[int, list] = {b: [] for b in wanted}
     workers = max(1, min(workers or os.cpu_count() or 1, len(tasks) or 1))
     bar = _progress(sum(len(t[3]) for t in tasks), progress, f"pathfinder{resolution} {difficulty}")
-    with (_pool_context().Pool(workers) if workers > 1 else _InProcess()) as pool:
+    # spawn, as the other data modules: forking a process that already runs JAX's threads can deadlock.
+    with (mp.get_context("spawn").Pool(workers) if workers > 1 else _InProcess()) as pool:
         for rows in pool.imap_unordered(_work, tasks):
             for row in rows:
                 b = row[0] // batch_size
@@ -411,11 +412,6 @@ def generate_pathfinder(root, *, resolution: int = 32, difficulty: str = "hard",
             bar.update(len(rows))
     bar.close()
     return folder
-
-
-def _pool_context():
-    """fork where available: no re-import of the caller's __main__ and fast start; spawn elsewhere."""
-    return mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
 
 
 class _InProcess:

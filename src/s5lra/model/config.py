@@ -19,7 +19,7 @@ class SSMConfig:
     dt_max: float = 0.1
     clip_eigs: bool = False
     step_rescale: float = 1.0
-    scan: str = "auto"  # auto | associative | sequential | chunked | pallas
+    scan: str = "auto"  # auto | associative | sequential | chunked | checkpointed | pallas
 
 
 @dataclass

@@ -11,8 +11,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-METHODS = ("associative", "sequential", "chunked", "pallas")
+METHODS = ("associative", "sequential", "chunked", "checkpointed", "pallas")
 DEFAULT_CHUNK = 64
+CHECKPOINT_CHUNK = 128
 
 
 def resolve_method(method: str) -> str:
@@ -107,6 +108,38 @@ def chunked(a, b, reverse=False, chunk=DEFAULT_CHUNK):
     return x.reshape(*lead, n_chunks * chunk, b.shape[-1])[..., :length, :]
 
 
+def checkpointed(a, b, reverse=False, chunk=CHECKPOINT_CHUNK):
+    """`lax.scan` over chunks of `chunk` steps, each chunk rematerialised in the backward pass.
+
+    Plain `sequential` keeps every step's state for the gradient; this keeps only the state entering each
+    chunk and recomputes the chunk's steps when differentiating (memory for long sequences at the cost of
+    one extra forward pass of the recurrence). Zero rows padded at the end leave valid states unchanged.
+    """
+    length, p = b.shape[-2:]
+    lead = b.shape[:-2]
+    n_chunks = -(-length // chunk)
+    pad = [(0, 0)] * len(lead) + [(0, n_chunks * chunk - length), (0, 0)]
+    # Time-major chunks: (n_chunks, chunk, *lead, P).
+    to_chunks = lambda x: jnp.moveaxis(jnp.pad(x, pad).reshape(*lead, n_chunks, chunk, p), (-3, -2), (0, 1))
+    invariant = _time_invariant(a, b)
+    decay = _decay(a) if invariant else None
+    xs_in = to_chunks(b) if invariant else (to_chunks(jnp.broadcast_to(a, b.shape)), to_chunks(b))
+
+    def step(x, inp):
+        a_k, b_k = (decay, inp) if invariant else inp
+        x = a_k * x + b_k
+        return x, x
+
+    @jax.checkpoint
+    def run_chunk(x, chunk_in):
+        return lax.scan(step, x, chunk_in, reverse=reverse)
+
+    init = jnp.zeros((*lead, p), jnp.result_type(a, b))
+    _, xs = lax.scan(run_chunk, init, xs_in, reverse=reverse)
+    xs = jnp.moveaxis(xs, (0, 1), (-3, -2)).reshape(*lead, n_chunks * chunk, p)
+    return xs[..., :length, :]
+
+
 def _flip_time(a, b):
     return a if _time_invariant(a, b) else jnp.flip(jnp.broadcast_to(a, b.shape), -2)
 
@@ -114,7 +147,8 @@ def _flip_time(a, b):
 def linear_recurrence(a, b, *, reverse: bool = False, method: str = "auto"):
     """x_k = a_k ⊙ x_{k-1} + b_k along axis -2 (x_0 = 0), or from the end when `reverse`.
 
-    a broadcasts against b; complex or real. method: "auto", "associative", "sequential", "chunked", or
+    a broadcasts against b; complex or real. method: "auto", "associative", "sequential", "chunked",
+    "checkpointed" (sequential, keeping only chunk-boundary states for the backward pass), or
     "pallas" (GPU kernel for a time-invariant a of shape (P,); interpret mode on CPU, for tests).
     """
     method = resolve_method(method)
@@ -122,6 +156,8 @@ def linear_recurrence(a, b, *, reverse: bool = False, method: str = "auto"):
         return associative(a, b, reverse)
     if method == "sequential":
         return sequential(a, b, reverse)
+    if method == "checkpointed":
+        return checkpointed(a, b, reverse)
     if method == "pallas":
         from s5lra.ssm.pallas_scan import pallas_recurrence  # Pallas import only when asked for
 

@@ -1,0 +1,153 @@
+"""Steady-state training-step time of a paper configuration on synthetic batches, ours vs the official scan.
+
+    python experiments/bench/train_step.py experiment=lra/pathx
+    python experiments/bench/train_step.py experiment=lra/image --batch 8 --seq-len 1024 --variants auto official
+    python experiments/bench/train_step.py experiment=lra/pathx --variants auto remat bf16 official
+
+Variants: `auto` (the configured model, scan=auto), `official` (model.ssm.scan=associative: the official
+algorithm's associative scan), `remat` (model.remat=true), `bf16` (trainer.precision=bf16), `checkpointed`
+(model.ssm.scan=checkpointed). Batches are random with the task's shapes (no data needed). Reports compile
+time, median step time, examples/s, tokens/s and XLA's temporary-buffer size of the compiled step (peak-memory
+proxy; on GPU also the device's peak bytes in use). Prints a table and writes JSON (--out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from s5lra.model import build_model, count_params
+from s5lra.train.config import TrainConfig, register_configs
+from s5lra.train.optim import make_optimizer
+from s5lra.train.schedule import make_schedule
+from s5lra.train.sharding import make_mesh, shard_batch
+from s5lra.train.steps import init_state, make_train_step
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+# Vocabulary sizes of the token tasks under the standard tokenisation (lra-data.md); pixel tasks have none.
+VOCAB = {"listops": 18, "text": 135, "retrieval": 98}
+CLASSES = {"listops": 10, "image": 10}
+VARIANTS = {
+    "auto": {},
+    "official": {"ssm.scan": "associative"},
+    "checkpointed": {"ssm.scan": "checkpointed"},
+    "remat": {"remat": True},
+    "bf16": {"precision": "bf16"},
+}
+PIXEL_NORMALIZE = (0.5, 0.5)
+PAPER_LEN = {"listops": 2048, "text": 4096, "retrieval": 4000, "image": 1024, "pathfinder": 1024, "pathx": 16384}
+
+
+def load_config(overrides) -> TrainConfig:
+    register_configs()
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides))
+    return OmegaConf.to_object(cfg)
+
+
+def synthetic_batch(task, batch, length, rng):
+    vocab = VOCAB.get(task)
+    shape = (batch, 2, length) if task == "retrieval" else (batch, length)
+    inputs = rng.integers(3, vocab, shape) if vocab else rng.integers(0, 256, shape).astype(np.uint8)
+    lengths = np.full(shape[:-1], length, np.int32)
+    labels = rng.integers(0, CLASSES.get(task, 2), batch).astype(np.int32)
+    return {"inputs": inputs.astype(np.int32) if vocab else inputs, "lengths": lengths, "labels": labels,
+            "weights": np.ones(batch, np.float32)}
+
+
+def with_variant(cfg: TrainConfig, variant: str):
+    model, precision = cfg.model, "fp32"
+    for key, value in VARIANTS[variant].items():
+        if key == "precision":
+            precision = value
+        elif key.startswith("ssm."):
+            model = dataclasses.replace(model, ssm=dataclasses.replace(model.ssm, **{key[4:]: value}))
+        else:
+            model = dataclasses.replace(model, **{key: value})
+    return model, precision
+
+
+def bench(cfg: TrainConfig, variant, batch, length, steps):
+    task = cfg.dataset.name
+    spec = SimpleNamespace(n_classes=CLASSES.get(task, 2), vocab_size=VOCAB.get(task), dual=task == "retrieval")
+    normalize = None if spec.vocab_size else PIXEL_NORMALIZE
+    model_cfg, precision = with_variant(cfg, variant)
+    model = build_model(model_cfg, spec, precision)
+    mesh = make_mesh()
+    rng = np.random.default_rng(0)
+    host_batch = synthetic_batch(task, batch, length, rng)
+    sched = make_schedule(cfg.optimizer.lr, steps_per_epoch=100, epochs=cfg.trainer.epochs, warmup_epochs=1)
+    ssm_sched = make_schedule(cfg.optimizer.ssm_lr, steps_per_epoch=100, epochs=cfg.trainer.epochs, warmup_epochs=1)
+    example = {k: host_batch[k][:1] for k in ("inputs", "lengths")}
+    init_inputs = example["inputs"] if normalize is None else jnp.zeros((1, length, 1))
+    shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), init_inputs, example["lengths"]))
+    tx = make_optimizer(shapes["params"], cfg.optimizer, sched, ssm_sched)
+    state = init_state(model, tx, example, 0, mesh, normalize)
+    step = make_train_step(model, tx, mesh, normalize)
+    device_batch = shard_batch(host_batch, mesh)
+    t0 = time.perf_counter()
+    compiled = step.lower(state, device_batch).compile()
+    compile_s = time.perf_counter() - t0
+    analysis = compiled.memory_analysis()
+    temp = getattr(analysis, "temp_size_in_bytes", 0) if analysis is not None else 0
+    state, metrics = step(state, device_batch)  # warm-up
+    jax.block_until_ready(metrics)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        state, metrics = step(state, device_batch)
+        jax.block_until_ready(metrics)
+        times.append(time.perf_counter() - t0)
+    step_s = float(np.median(times))
+    stats = jax.local_devices()[0].memory_stats() or {}
+    docs = 2 if task == "retrieval" else 1
+    return dict(task=task, variant=variant, batch=batch, L=length, n_params=count_params(state.params),
+                compile_s=compile_s, step_ms=1e3 * step_s, examples_per_s=batch / step_s,
+                tokens_per_s=batch * docs * length / step_s, temp_mb=temp / 2**20,
+                peak_mb=stats.get("peak_bytes_in_use", 0) / 2**20 or None)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=lra/pathx")
+    ap.add_argument("--variants", nargs="+", default=["auto", "official"], choices=list(VARIANTS))
+    ap.add_argument("--batch", type=int, help="global batch (default: the config's on GPU, 2 on CPU)")
+    ap.add_argument("--seq-len", type=int, help="sequence length (default: the task's)")
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--out", default=None, help="JSON path (default experiments/bench/results/train_step_<task>.json)")
+    args = ap.parse_args()
+    cfg = load_config(args.overrides)
+    task = cfg.dataset.name
+    cpu = jax.default_backend() == "cpu"
+    batch = args.batch or (2 if cpu else cfg.trainer.batch_size)
+    length = args.seq_len or PAPER_LEN[task]
+    rows = [bench(cfg, v, batch, length, args.steps) for v in args.variants]
+    base = next((r for r in rows if r["variant"] == "official"), None)
+    print(f"{'task':<11}{'variant':<13}{'B':>4}{'L':>7}{'compile s':>10}{'step ms':>10}{'ex/s':>9}{'tok/s':>11}"
+          f"{'temp MB':>9}{'vs off.':>8}")
+    for r in rows:
+        r["speedup_vs_official"] = base["step_ms"] / r["step_ms"] if base else None
+        speed = f"{r['speedup_vs_official']:.2f}x" if base else "-"
+        print(f"{r['task']:<11}{r['variant']:<13}{r['batch']:>4}{r['L']:>7}{r['compile_s']:>10.1f}"
+              f"{r['step_ms']:>10.1f}{r['examples_per_s']:>9.1f}{r['tokens_per_s']:>11.0f}{r['temp_mb']:>9.1f}{speed:>8}")
+    device = jax.devices()[0]
+    out = Path(args.out or f"experiments/bench/results/train_step_{task}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(dict(backend=jax.default_backend(), device=getattr(device, "device_kind", str(device)),
+                                   n_devices=jax.device_count(), jax=jax.__version__, overrides=args.overrides,
+                                   rows=rows), indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
