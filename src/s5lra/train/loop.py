@@ -161,7 +161,16 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, config_dict: dict | None = N
             logger.summary({k: results[k] for k in ("best_val_accuracy", "test_accuracy", "final_test_accuracy")})
             logger.close()
         ckpts.close()
+    if lead:
+        print(f"{cfg.name}: {status}; test accuracy at best validation {_pct(results['test_accuracy'])} "
+              f"(best val {_pct(results['best_val_accuracy'])}, majority baseline "
+              f"{_pct(results['majority_baseline'])}), {results['steps']} steps in {results['wall_time_s']:.0f} s"
+              f"\nrun directory: {run_dir}")
     return results
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
 
 
 class _Run:
@@ -268,6 +277,7 @@ class _Run:
             "epochs": record["epoch"] + record["batch"] / max(self.data.steps_per_epoch(self.cfg.trainer.batch_size), 1),
             "wall_time_s": self.wall_time(), "n_params": n_params,
             "n_devices": jax.device_count(), "n_processes": jax.process_count(),
+            "device_kind": jax.devices()[0].device_kind,
         }
 
 
