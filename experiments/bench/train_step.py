@@ -8,7 +8,8 @@ Variants: `auto` (the configured model, scan=auto), `official` (model.ssm.scan=a
 algorithm's associative scan), `remat` (model.remat=true), `bf16` (trainer.precision=bf16), `checkpointed`
 (model.ssm.scan=checkpointed). Batches are random with the task's shapes (no data needed). Reports compile
 time, median step time, examples/s, tokens/s and XLA's temporary-buffer size of the compiled step (peak-memory
-proxy; on GPU also the device's peak bytes in use). Prints a table and writes JSON (--out).
+proxy; on GPU also the device's peak bytes in use). `--steps 0` only compiles: the memory of the paper's batch
+sizes can be read on a CPU where running them would take minutes. Prints a table and writes JSON (--out).
 """
 
 from __future__ import annotations
@@ -100,15 +101,16 @@ def bench(cfg: TrainConfig, variant, batch, length, steps):
     compile_s = time.perf_counter() - t0
     analysis = compiled.memory_analysis()
     temp = getattr(analysis, "temp_size_in_bytes", 0) if analysis is not None else 0
-    state, metrics = step(state, device_batch)  # warm-up
-    jax.block_until_ready(metrics)
     times = []
+    if steps:
+        state, metrics = step(state, device_batch)  # warm-up
+        jax.block_until_ready(metrics)
     for _ in range(steps):
         t0 = time.perf_counter()
         state, metrics = step(state, device_batch)
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - t0)
-    step_s = float(np.median(times))
+    step_s = float(np.median(times)) if times else float("nan")
     stats = jax.local_devices()[0].memory_stats() or {}
     docs = 2 if task == "retrieval" else 1
     return dict(task=task, variant=variant, batch=batch, L=length, n_params=count_params(state.params),
@@ -123,7 +125,7 @@ def main():
     ap.add_argument("--variants", nargs="+", default=["auto", "official"], choices=list(VARIANTS))
     ap.add_argument("--batch", type=int, help="global batch (default: the config's on GPU, 2 on CPU)")
     ap.add_argument("--seq-len", type=int, help="sequence length (default: the task's)")
-    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=5, help="timed steps; 0 = compile only (memory at any batch)")
     ap.add_argument("--out", default=None, help="JSON path (default experiments/bench/results/train_step_<task>.json)")
     args = ap.parse_args()
     cfg = load_config(args.overrides)
@@ -136,8 +138,8 @@ def main():
     print(f"{'task':<11}{'variant':<13}{'B':>4}{'L':>7}{'compile s':>10}{'step ms':>10}{'ex/s':>9}{'tok/s':>11}"
           f"{'temp MB':>9}{'vs off.':>8}")
     for r in rows:
-        r["speedup_vs_official"] = base["step_ms"] / r["step_ms"] if base else None
-        speed = f"{r['speedup_vs_official']:.2f}x" if base else "-"
+        r["speedup_vs_official"] = base["step_ms"] / r["step_ms"] if base and args.steps else None
+        speed = f"{r['speedup_vs_official']:.2f}x" if base and args.steps else "-"
         print(f"{r['task']:<11}{r['variant']:<13}{r['batch']:>4}{r['L']:>7}{r['compile_s']:>10.1f}"
               f"{r['step_ms']:>10.1f}{r['examples_per_s']:>9.1f}{r['tokens_per_s']:>11.0f}{r['temp_mb']:>9.1f}{speed:>8}")
     device = jax.devices()[0]
