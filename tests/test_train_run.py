@@ -157,7 +157,9 @@ def read_wandb_file(path):
 
 def test_wandb_offline_run_contents(cli_run):
     run, rows, config, summary = read_wandb(cli_run)
-    assert run.project == "s5lra" and list(run.tags) == ["tiny"]
+    # User tags first, then the task and seed; the experiment groups the runs (the loop's defaults).
+    assert run.project == "s5lra" and list(run.tags) == ["tiny", "listops", "seed0"]
+    assert run.run_group == "demo" and run.display_name == "demo/seed0"
     keys = set().union(*rows)
     assert {"train/loss", "train/accuracy", "val/loss", "val/accuracy", "test/loss", "test/accuracy", "lr",
             "ssm_lr", "step"} <= keys

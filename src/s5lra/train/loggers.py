@@ -69,21 +69,26 @@ class RunLogger:
     """Fans events out to metrics.jsonl and W&B. Create it on process 0 only."""
 
     def __init__(self, run_dir: str | Path, cfg: LoggerConfig, config: dict, *, run_id: str | None = None,
-                 default_name: str | None = None):
+                 defaults: dict | None = None):
+        """defaults: W&B name, group and tags used where the logger config leaves them unset (the loop
+        passes the experiment as group and name, the task and seed as tags, so the project view groups
+        runs by experiment and filters by task and seed without any override)."""
         if cfg.backend not in BACKENDS:
             raise ConfigError(f"logger.backend={cfg.backend!r}; expected one of {BACKENDS}")
         self.metrics = MetricsFile(Path(run_dir) / "metrics.jsonl")
         self.run = None
         if cfg.backend == "wandb":
-            self.run = self._start_wandb(Path(run_dir), cfg, config, run_id, default_name)
+            self.run = self._start_wandb(Path(run_dir), cfg, config, run_id, defaults or {})
 
     @staticmethod
-    def _start_wandb(run_dir, cfg, config, run_id, default_name):
+    def _start_wandb(run_dir, cfg, config, run_id, defaults):
         import wandb
 
+        tags = list(dict.fromkeys([*cfg.tags, *defaults.get("tags", [])]))
         kwargs = dict(
-            dir=str(run_dir), project=cfg.project, entity=cfg.entity, group=cfg.group, tags=list(cfg.tags),
-            name=cfg.name or default_name, config=config, id=run_id, resume="allow" if run_id else None,
+            dir=str(run_dir), project=cfg.project, entity=cfg.entity, group=cfg.group or defaults.get("group"),
+            tags=tags, name=cfg.name or defaults.get("name"), config=config, id=run_id,
+            resume="allow" if run_id else None,
         )
         mode = wandb_mode(cfg.mode)
         try:

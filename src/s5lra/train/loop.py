@@ -140,7 +140,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, config_dict: dict | None = N
     logger = None
     if lead:
         logger = RunLogger(run_dir, cfg.logger, config_dict or dataclasses.asdict(cfg),
-                           run_id=record["wandb_run_id"], default_name=cfg.name)
+                           run_id=record["wandb_run_id"],
+                           defaults={"name": f"{cfg.name}/seed{cfg.seed}", "group": cfg.name,
+                                     "tags": [cfg.dataset.name, f"seed{cfg.seed}"]})
         record["wandb_run_id"] = logger.run_id
         logger.metrics.truncate_after(int(state.step) if resume_from is not None else -1)
 
