@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 DATA_PATH ?= ./data
 
-.PHONY: install test test-slow demo clean
+.PHONY: install install-gpu test test-slow demo clean
 
 install: $(VENV)/.installed
 
@@ -14,6 +14,10 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
+
+# The same environment with JAX's CUDA 12 plugin (same JAX version as requirements.txt).
+install-gpu: install
+	$(PY) -m pip install -q "jax[cuda12]==$$(sed -n 's/^jax==//p' requirements.txt)"
 
 test: install
 	$(PY) -m pytest -q
