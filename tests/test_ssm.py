@@ -294,3 +294,24 @@ def test_step_mode_refuses_bidirectional():
     variables = layer.init(jax.random.key(0), jnp.zeros((3, 4)))
     with pytest.raises(ValueError, match="bidirectional=false"):
         layer.apply(variables, jnp.zeros((2,), jnp.complex64), jnp.zeros((4,)), method=S5SSM.step)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_pallas_gradients_across_chunk_edges(reverse):
+    """The kernel's VJP (λ and the in-kernel dΛ̄ reduction) over several chunks, padded length and states."""
+    from s5lra.ssm.pallas_scan import pallas_recurrence
+
+    rng = np.random.default_rng(11)
+    p, length = 40, 300  # 5 chunks of 64 (the last one padded), 2 state blocks of 32 (the last one padded)
+    a = jnp.asarray(rng.uniform(0.5, 1.0, p) * np.exp(1j * rng.uniform(-3, 3, p)), jnp.complex64)
+    b = jnp.asarray(rng.normal(size=(2, length, p)) + 1j * rng.normal(size=(2, length, p)), jnp.complex64)
+    w = jnp.asarray(rng.normal(size=(2, length, p)) + 1j * rng.normal(size=(2, length, p)), jnp.complex64)
+
+    def loss(fn):
+        return lambda a, b: jnp.sum(jnp.real(jnp.conj(w) * fn(a, b)))
+
+    got = jax.grad(loss(lambda a, b: pallas_recurrence(a, b, reverse=reverse, chunk=64)), argnums=(0, 1))(a, b)
+    want = jax.grad(loss(lambda a, b: linear_recurrence(a, b, reverse=reverse, method="sequential")),
+                    argnums=(0, 1))(a, b)
+    for g, r in zip(got, want):
+        assert rel_err(g, np.asarray(r).astype(np.complex128)) < 1e-5

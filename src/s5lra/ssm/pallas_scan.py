@@ -7,8 +7,9 @@ the state in registers. Two passes give parallelism across chunks without storin
   2. a short `lax.scan` over chunks turns those into each chunk's incoming state (a^chunk per hop),
   3. each chunk is re-run from its incoming state, writing x.
 The reverse direction walks each chunk backwards inside the kernel (no flipped copies of b). The backward pass
-is the same kernel in the opposite direction over the output cotangent with conj(a); da = Σ_k λ_k conj(x_prev)
-is one fused XLA reduction. Λ̄ is never broadcast to (L, P).
+is the same kernel in the opposite direction over the output cotangent with conj(a), which also reduces
+da = Σ_k λ_k conj(x_prev) over its chunk in registers (only (batch, chunks, P) partial sums are written).
+Λ̄ is never broadcast to (L, P).
 
 On CPU the kernel runs in Pallas's interpret mode (for the parity tests); it is meant for GPUs (Triton).
 """
@@ -26,11 +27,19 @@ CHUNK = 256
 BLOCK_P = 32
 
 
-def _walk(a_re, a_im, b_re_ref, b_im_ref, x_re, x_im, chunk, reverse, out_refs=None):
-    """Run the recurrence over one chunk's rows from state (x_re, x_im); optionally store every state."""
+def _walk(a_re, a_im, b_re_ref, b_im_ref, x_re, x_im, chunk, reverse, out_refs=None, prev=None):
+    """Run the recurrence over one chunk's rows from state (x_re, x_im); optionally store every state.
+
+    prev = (x_re_ref, x_im_ref, edge_re, edge_im) turns this into the backward pass: the states written are
+    λ, and Σ_t λ_t · conj(x_prev(t)) is accumulated, x_prev(t) being the forward state the step at t started
+    from: the row walked just after t (t + 1 when walking forward, t - 1 when walking backward), or `edge`
+    (the neighbouring chunk's row, or zero at the sequence's ends) at the chunk's last row.
+    Returns (state, accumulated (re, im)).
+    """
+    step = 1 if reverse else -1  # row of x_prev relative to t: the forward recurrence ran the other way
 
     def body(i, carry):
-        x_re, x_im = carry
+        x_re, x_im, acc_re, acc_im = carry
         t = chunk - 1 - i if reverse else i
         b_re = b_re_ref[pl.ds(t, 1), :][0]
         b_im = b_im_ref[pl.ds(t, 1), :][0]
@@ -38,14 +47,24 @@ def _walk(a_re, a_im, b_re_ref, b_im_ref, x_re, x_im, chunk, reverse, out_refs=N
         if out_refs is not None:
             out_refs[0][pl.ds(t, 1), :] = x_re[None]
             out_refs[1][pl.ds(t, 1), :] = x_im[None]
-        return x_re, x_im
+        if prev is not None:
+            xs_re, xs_im, edge_re, edge_im = prev
+            row = jnp.clip(t - step, 0, chunk - 1)
+            inside = i < chunk - 1
+            p_re = jnp.where(inside, xs_re[pl.ds(row, 1), :][0], edge_re)
+            p_im = jnp.where(inside, xs_im[pl.ds(row, 1), :][0], edge_im)
+            acc_re = acc_re + x_re * p_re + x_im * p_im
+            acc_im = acc_im + x_im * p_re - x_re * p_im
+        return x_re, x_im, acc_re, acc_im
 
-    return lax.fori_loop(0, chunk, body, (x_re, x_im))
+    zero = jnp.zeros_like(a_re)
+    x_re, x_im, acc_re, acc_im = lax.fori_loop(0, chunk, body, (x_re, x_im, zero, zero))
+    return (x_re, x_im), (acc_re, acc_im)
 
 
 def _end_state_kernel(a_re_ref, a_im_ref, b_re_ref, b_im_ref, h_re_ref, h_im_ref, *, chunk, reverse):
     zero = jnp.zeros(a_re_ref.shape, jnp.float32)
-    h_re, h_im = _walk(a_re_ref[...], a_im_ref[...], b_re_ref, b_im_ref, zero, zero, chunk, reverse)
+    (h_re, h_im), _ = _walk(a_re_ref[...], a_im_ref[...], b_re_ref, b_im_ref, zero, zero, chunk, reverse)
     h_re_ref[...] = h_re
     h_im_ref[...] = h_im
 
@@ -56,6 +75,17 @@ def _scan_kernel(a_re_ref, a_im_ref, b_re_ref, b_im_ref, c_re_ref, c_im_ref, x_r
           out_refs=(x_re_ref, x_im_ref))
 
 
+def _grad_kernel(a_re_ref, a_im_ref, g_re_ref, g_im_ref, c_re_ref, c_im_ref, x_re_ref, x_im_ref, e_re_ref,
+                 e_im_ref, lam_re_ref, lam_im_ref, da_re_ref, da_im_ref, *, chunk, reverse):
+    """Backward pass: λ over the chunk (like _scan_kernel) and this chunk's share of dΛ̄, reduced here."""
+    _, (da_re, da_im) = _walk(
+        a_re_ref[...], a_im_ref[...], g_re_ref, g_im_ref, c_re_ref[...], c_im_ref[...], chunk, reverse,
+        out_refs=(lam_re_ref, lam_im_ref), prev=(x_re_ref, x_im_ref, e_re_ref[...], e_im_ref[...]),
+    )
+    da_re_ref[...] = da_re
+    da_im_ref[...] = da_im
+
+
 def _specs(chunk, block_p):
     state = pl.BlockSpec((block_p,), lambda n, p, c: (p,))
     seq = pl.BlockSpec((None, chunk, block_p), lambda n, p, c: (n, c, p))
@@ -63,17 +93,20 @@ def _specs(chunk, block_p):
     return state, seq, carry
 
 
-def _scan_padded(a_re, a_im, b_re, b_im, reverse, chunk, block_p, interpret):
-    """b: (N, L, P) with L % chunk == 0 and P % block_p == 0."""
+def _scan_padded(a_re, a_im, b_re, b_im, reverse, chunk, block_p, interpret, x=None):
+    """b: (N, L, P) with L % chunk == 0 and P % block_p == 0.
+
+    With x (the forward states, for the backward pass) it also returns dΛ̄ = Σ λ_t conj(x_prev(t)).
+    """
     n, length, p = b_re.shape
     n_chunks = length // chunk
     grid = (n, p // block_p, n_chunks)
     state, seq, carry = _specs(chunk, block_p)
     kw = dict(grid=grid, interpret=interpret)
+    per_chunk = jax.ShapeDtypeStruct((n, n_chunks, p), jnp.float32)
     ends = pl.pallas_call(
         functools.partial(_end_state_kernel, chunk=chunk, reverse=reverse),
-        out_shape=[jax.ShapeDtypeStruct((n, n_chunks, p), jnp.float32)] * 2,
-        in_specs=[state, state, seq, seq], out_specs=[carry, carry], **kw,
+        out_shape=[per_chunk] * 2, in_specs=[state, state, seq, seq], out_specs=[carry, carry], **kw,
     )(a_re, a_im, b_re, b_im)
     # Incoming state of each chunk: H_c = a^chunk H_{c-1} + end_c, taken in the direction of travel.
     a_pow = (a_re + 1j * a_im) ** chunk
@@ -84,22 +117,49 @@ def _scan_padded(a_re, a_im, b_re, b_im, reverse, chunk, block_p, interpret):
 
     _, incoming = lax.scan(hop, jnp.zeros((n, p), jnp.complex64), jnp.moveaxis(end, 1, 0), reverse=reverse)
     incoming = jnp.moveaxis(incoming, 0, 1)
-    return pl.pallas_call(
-        functools.partial(_scan_kernel, chunk=chunk, reverse=reverse),
-        out_shape=[jax.ShapeDtypeStruct((n, length, p), jnp.float32)] * 2,
-        in_specs=[state, state, seq, seq, carry, carry], out_specs=[seq, seq], **kw,
-    )(a_re, a_im, b_re, b_im, jnp.real(incoming), jnp.imag(incoming))
+    inputs = [a_re, a_im, b_re, b_im, jnp.real(incoming), jnp.imag(incoming)]
+    if x is None:
+        return pl.pallas_call(
+            functools.partial(_scan_kernel, chunk=chunk, reverse=reverse),
+            out_shape=[jax.ShapeDtypeStruct((n, length, p), jnp.float32)] * 2,
+            in_specs=[state, state, seq, seq, carry, carry], out_specs=[seq, seq], **kw,
+        )(*inputs)
+    # Each chunk's edge row of x_prev: the neighbouring chunk's first (walking forward) or last row.
+    edges = [_edge_rows(xi, chunk, reverse) for xi in x]
+    lam_re, lam_im, da_re, da_im = pl.pallas_call(
+        functools.partial(_grad_kernel, chunk=chunk, reverse=reverse),
+        out_shape=[jax.ShapeDtypeStruct((n, length, p), jnp.float32)] * 2 + [per_chunk] * 2,
+        in_specs=[state, state, seq, seq, carry, carry, seq, seq, carry, carry],
+        out_specs=[seq, seq, carry, carry], **kw,
+    )(*inputs, *x, *edges)
+    return lam_re, lam_im, da_re.sum((0, 1)), da_im.sum((0, 1))
+
+
+def _edge_rows(x, chunk, reverse):
+    """(N, n_chunks, P): for chunk c, x's row just past the chunk in the walking direction (zero at the end)."""
+    if reverse:  # walking backward: the previous chunk's last row
+        inner = x[:, chunk - 1::chunk][:, :-1]
+        return jnp.pad(inner, ((0, 0), (1, 0), (0, 0)))
+    inner = x[:, chunk::chunk]  # walking forward: the next chunk's first row
+    return jnp.pad(inner, ((0, 0), (0, 1), (0, 0)))
+
+
+def _pad(chunk, length, block_p, p, *arrays):
+    """Zero rows appended at the end leave the valid states unchanged in both directions: forward visits them
+    last, reverse visits them first with a zero state. Padded states are dropped by the caller."""
+    pads = ((0, 0), (0, -length % chunk), (0, -p % block_p))
+    return [jnp.pad(a, pads) for a in arrays]
+
+
+def _chunk_for(length, chunk):
+    return min(chunk, pl.next_power_of_2(length))
 
 
 def _forward(a_re, a_im, b_re, b_im, reverse, chunk, block_p, interpret):
     n, length, p = b_re.shape
-    chunk = min(chunk, pl.next_power_of_2(length))
-    pad_l, pad_p = -length % chunk, -p % block_p
-    # Zero rows appended at the end leave the valid states unchanged in both directions: forward visits them
-    # last, reverse visits them first with a zero state. Padded states are dropped.
-    pads = ((0, 0), (0, pad_l), (0, pad_p))
-    b_re, b_im = jnp.pad(b_re, pads), jnp.pad(b_im, pads)
-    a_re, a_im = jnp.pad(a_re, (0, pad_p)), jnp.pad(a_im, (0, pad_p))
+    chunk = _chunk_for(length, chunk)
+    b_re, b_im = _pad(chunk, length, block_p, p, b_re, b_im)
+    a_re, a_im = (jnp.pad(a, (0, -p % block_p)) for a in (a_re, a_im))
     x_re, x_im = _scan_padded(a_re, a_im, b_re, b_im, reverse, chunk, block_p, interpret)
     return x_re[:, :length, :p], x_im[:, :length, :p]
 
@@ -116,16 +176,15 @@ def _recurrence_fwd(a_re, a_im, b_re, b_im, reverse, chunk, block_p, interpret):
 
 def _recurrence_bwd(reverse, chunk, block_p, interpret, res, g):
     a_re, a_im, (x_re, x_im) = res
-    # λ_k = g_k + conj(a) λ_{k±1}: the same recurrence, run the other way with the conjugate decay.
-    lam_re, lam_im = _forward(a_re, -a_im, g[0], g[1], not reverse, chunk, block_p, interpret)
-    # The state each step started from: x_{k-1} (forward) or x_{k+1} (reverse), zero at the boundary.
-    shift = ((0, 0), (0, 1), (0, 0)) if reverse else ((0, 0), (1, 0), (0, 0))
-    keep = slice(1, None) if reverse else slice(None, -1)
-    prev_re = jnp.pad(x_re[:, keep], shift)
-    prev_im = jnp.pad(x_im[:, keep], shift)
-    da_re = jnp.sum(lam_re * prev_re + lam_im * prev_im, axis=(0, 1))
-    da_im = jnp.sum(lam_im * prev_re - lam_re * prev_im, axis=(0, 1))
-    return da_re, da_im, lam_re, lam_im
+    n, length, p = x_re.shape
+    chunk = _chunk_for(length, chunk)
+    # λ_t = g_t + conj(a) λ_(t∓1): the same recurrence, walked the other way with the conjugate decay; the
+    # kernel also reduces dΛ̄ = Σ λ_t conj(x_prev(t)). Zero padding adds nothing: there λ or x_prev is zero.
+    g_re, g_im, xp_re, xp_im = _pad(chunk, length, block_p, p, g[0], g[1], x_re, x_im)
+    ca_re, ca_im = (jnp.pad(a, (0, -p % block_p)) for a in (a_re, -a_im))
+    lam_re, lam_im, da_re, da_im = _scan_padded(ca_re, ca_im, g_re, g_im, not reverse, chunk, block_p, interpret,
+                                                x=(xp_re, xp_im))
+    return da_re[:p], da_im[:p], lam_re[:, :length, :p], lam_im[:, :length, :p]
 
 
 _recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
