@@ -70,3 +70,12 @@ RUNS ?= outputs
 .PHONY: report
 report: install
 	$(PY) -m s5lra.report $(RUNS) --out experiments/results
+
+# --- Reduced-scale runs on CPU (experiments/README.md, "Reduced-scale runs") ---------------------------------
+.PHONY: smoke-lra reduced-listops
+smoke-lra: install
+	$(PY) experiments/smoke_lra.py $(ARGS)
+
+reduced-listops: install
+	$(PY) run_train.py experiment=reduced/listops paths.data_dir=$(DATA_PATH) logger=none $(ARGS)
+	$(PY) -m s5lra.report outputs/reduced/listops --out experiments/results/reduced_listops
