@@ -17,7 +17,9 @@ from s5lra.train.optim import make_optimizer
 from s5lra.train.schedule import make_schedule
 from s5lra.train.sharding import AXIS, shard_batch
 from s5lra.train.steps import init_state, make_train_step
-from test_train_run import REPO, events, listops_root, run_inprocess, shared_compilation_cache, tiny_overrides  # noqa: F401
+from test_train_run import REPO, events, run_inprocess, tiny_overrides
+
+pytestmark = pytest.mark.usefixtures("shared_compilation_cache")
 
 
 def losses_on(devices, batches, dropout):

@@ -13,17 +13,16 @@ import jax
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
-from jax.experimental.compilation_cache import compilation_cache as jax_cache
 from omegaconf import OmegaConf
 
-from s5lra.data import load_task
 from s5lra.train import EvalConfig, TrainingDiverged, evaluate_run, train
 from s5lra.train import loop as loop_module
 from s5lra.train.checkpoint import CheckpointError
 from s5lra.train.config import EvalModelOverrides, EvalSSMOverrides, register_configs
 
+from conftest import GENERATE
+
 REPO = Path(__file__).resolve().parents[1]
-GENERATE = "{n_train:64,n_val:12,n_test:20,max_depth:3,max_args:3,min_length:2,max_length:20,seed:0}"
 
 
 TINY = ["model.n_layers=1", "model.d_model=8", "model.ssm.state_size=4", "model.ssm.blocks=1",
@@ -59,30 +58,7 @@ def events(run_dir, split=None):
     return [e for e in map(json.loads, lines) if split is None or e["split"] == split]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def shared_compilation_cache(tmp_path_factory):
-    """The tiny models recur in many runs: compile each once (in-process and in subprocesses alike)."""
-    path = str(tmp_path_factory.getbasetemp() / "jax-cache")
-    previous = jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs
-    env = {"JAX_COMPILATION_CACHE_DIR": path, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
-        jax.config.update("jax_compilation_cache_dir", path)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-        jax_cache.reset_cache()
-        yield
-    jax.config.update("jax_compilation_cache_dir", previous[0])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", previous[1])
-    jax_cache.reset_cache()
-
-
-@pytest.fixture(scope="session")
-def listops_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("listops")
-    load_task("listops", root, generate=OmegaConf.to_container(OmegaConf.create(GENERATE.replace(":", ": "))),
-              max_len=20)
-    return root
+pytestmark = pytest.mark.usefixtures("shared_compilation_cache")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,9 @@
 import pytest
 
 from test_data_image_pathfinder import write_cifar, write_pathfinder
-from test_train_run import TINY, run_inprocess, shared_compilation_cache  # noqa: F401
+from test_train_run import TINY, run_inprocess
+
+pytestmark = pytest.mark.usefixtures("shared_compilation_cache")
 
 
 def write_imdb(root):

@@ -136,7 +136,7 @@ def main():
     if args.sweep:
         _, _, h, p, j = PAPER_SHAPES["pathx"]
         for length in (1024, 2048, 4096, 8192, 16384):
-            rows += bench_shape(f"sweep", args.batch or 2, length, h, p, j, args.methods, args.repeats)
+            rows += bench_shape("sweep", args.batch or 2, length, h, p, j, args.methods, args.repeats)
     print()
     print_table(rows)
     device = jax.devices()[0]
