@@ -200,11 +200,13 @@ def test_depth_does_not_grow_the_program():
     assert sizes[0] == sizes[1]
 
 
-def test_remat_gives_the_same_gradients():
+def test_remat_and_the_pallas_kernel_give_the_same_gradients():
+    """Per-layer remat, and the Pallas kernel inside the layer scan (with and without remat)."""
     x, lengths = tokens(), jnp.array([12, 5, 3, 9])
     grads = []
-    for remat in (False, True):
-        model = build_model(replace(SMALL, remat=remat, dropout=0.1), spec())
+    for scan, remat in (("sequential", False), ("sequential", True), ("pallas", False), ("pallas", True)):
+        cfg = replace(SMALL, remat=remat, dropout=0.1, ssm=replace(SMALL.ssm, scan=scan))
+        model = build_model(cfg, spec())
         variables = init(model, x, lengths)
 
         def loss(params):
@@ -213,7 +215,8 @@ def test_remat_gives_the_same_gradients():
             return -out[:, 0].mean()
 
         grads.append(ravel_pytree(jax.grad(loss)(variables["params"]))[0])
-    assert np.allclose(grads[0], grads[1], rtol=1e-5, atol=1e-6)
+    for other in grads[1:]:
+        assert np.allclose(grads[0], other, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("key,value", [("norm", "group"), ("activation", "relu")])

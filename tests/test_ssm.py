@@ -1,5 +1,7 @@
 """The S5 layer against an independent float64 NumPy reference, and its initialisation."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -313,5 +315,76 @@ def test_pallas_gradients_across_chunk_edges(reverse):
     got = jax.grad(loss(lambda a, b: pallas_recurrence(a, b, reverse=reverse, chunk=64)), argnums=(0, 1))(a, b)
     want = jax.grad(loss(lambda a, b: linear_recurrence(a, b, reverse=reverse, method="sequential")),
                     argnums=(0, 1))(a, b)
+    for g, r in zip(got, want):
+        assert rel_err(g, np.asarray(r).astype(np.complex128)) < 1e-5
+
+
+def test_pallas_kernels_lower_to_triton_for_cuda():
+    """Cross-platform lowering on CPU: forward and backward kernels become Triton calls, none Mosaic GPU.
+
+    Catches what interpret mode cannot: a kernel Triton's lowering rejects, or JAX routing the GPU
+    pallas_call to another backend (JAX 0.10 defaults to Mosaic GPU, which rejects these block shapes).
+    """
+    from s5lra.ssm.pallas_scan import pallas_recurrence
+
+    a = jnp.full((40,), 0.9 + 0.1j, jnp.complex64)
+    b = jnp.ones((2, 300, 40), jnp.complex64)
+
+    def loss(a, b):
+        return jnp.sum(jnp.abs(pallas_recurrence(a, b, reverse=True, interpret=False)) ** 2)
+
+    lowered = jax.jit(jax.grad(loss, argnums=(0, 1))).trace(a, b).lower(lowering_platforms=("cuda",))
+    text = lowered.as_text()
+    targets = re.findall(r'custom_call @([\w$.]+)\(', text)
+    # forward: chunk end states, then states; backward: end states, then λ with dΛ̄
+    assert targets.count("__gpu$xla.gpu.triton") == 4, targets
+    assert not [t for t in targets if "mosaic" in t.lower()], targets
+    for kernel in ("_end_state_kernel", "_scan_kernel", "_grad_kernel"):
+        assert f'name = "{kernel}"' in text
+
+
+@pytest.mark.parametrize("backend,expected", [("cpu", "sequential"), ("gpu", "pallas"), ("tpu", "associative")])
+def test_auto_method_per_backend(monkeypatch, backend, expected):
+    from s5lra.ssm import recurrence
+
+    monkeypatch.setattr(recurrence.jax, "default_backend", lambda: backend)
+    assert recurrence.resolve_method("auto") == expected
+    if backend == "gpu":  # a time-varying decay cannot use the kernel: auto takes the associative scan
+        a, b = jnp.full((3, 10, 4), 0.5 + 0j), jnp.ones((3, 10, 4), jnp.complex64)
+        assert np.allclose(linear_recurrence(a, b), recurrence.associative(a, b))
+
+
+@pytest.fixture(params=[True, False], ids=["shardy", "gspmd"])  # JAX's default partitioner, and the older one
+def partitioner(request):
+    previous = jax.config.jax_use_shardy_partitioner
+    jax.config.update("jax_use_shardy_partitioner", request.param)
+    yield
+    jax.config.update("jax_use_shardy_partitioner", previous)
+
+
+@pytest.mark.usefixtures("partitioner")
+def test_pallas_keeps_a_sharded_batch_on_its_devices():
+    """Under a batch-sharded jit each device runs the kernel on its own rows: no all-gather of the batch
+    (XLA's default for a kernel it cannot see into), the b-gradient stays sharded, dΛ̄ is all-reduced."""
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    from s5lra.ssm.pallas_scan import pallas_recurrence
+
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    rows, repl = NamedSharding(mesh, PartitionSpec("data")), NamedSharding(mesh, PartitionSpec())
+    rng = np.random.default_rng(5)
+    p, n = 40, 2 * len(jax.devices())
+    a = jnp.asarray(rng.uniform(0.5, 1.0, p) * np.exp(1j * rng.uniform(-3, 3, p)), jnp.complex64)
+    b = jnp.asarray(rng.normal(size=(n, 150, p)) + 1j * rng.normal(size=(n, 150, p)), jnp.complex64)
+
+    def loss(fn):
+        return lambda a, b: jnp.sum(jnp.abs(fn(a, b)) ** 2)
+
+    grad = jax.jit(jax.grad(loss(lambda a, b: pallas_recurrence(a, b, chunk=64)), argnums=(0, 1)),
+                   in_shardings=(repl, rows))
+    assert "all-gather" not in grad.lower(a, b).compile().as_text()
+    got = grad(a, jax.device_put(b, rows))
+    assert got[1].sharding.spec == PartitionSpec("data")
+    want = jax.grad(loss(lambda a, b: linear_recurrence(a, b, method="sequential")), argnums=(0, 1))(a, b)
     for g, r in zip(got, want):
         assert rel_err(g, np.asarray(r).astype(np.complex128)) < 1e-5

@@ -3,10 +3,14 @@
     python experiments/bench/layer.py                      # paper shapes (batch reduced on CPU, see --batch)
     python experiments/bench/layer.py --shapes pathx --sweep  # plus L = 1K..16K at the Path-X width
     python experiments/bench/layer.py --shapes pathx --batch 2 --methods auto official
+    python experiments/bench/layer.py --shapes pathx --scan   # plus the recurrence alone vs copy bandwidth
 
 Forward and forward+backward wall time (median of --repeats after a warm-up, methods interleaved within each
 repeat), compile time, and XLA's temporary-buffer size for the fwd+bwd program (a deterministic proxy for peak
-memory on any backend). Prints a table and writes JSON (--out).
+memory on any backend). With --scan, also the recurrence alone on the shape's (B, L, P') states, one direction:
+its achieved bandwidth counts the ideal traffic (forward: read Bu, write x, 16 bytes per complex state;
+forward+backward: 40, performance.md) against the measured bandwidth of an elementwise copy of the same size.
+Prints tables and writes JSON (--out).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import time
 from pathlib import Path
 
@@ -21,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from s5lra.ssm import S5SSM, apply_s5
+from s5lra.ssm import S5SSM, apply_s5, linear_recurrence
 from s5lra.ssm.layer import discretize
 
 # (batch, L, H, state_size P, blocks J) from the paper's settings (reference table; retrieval L per document).
@@ -105,15 +110,75 @@ def bench_shape(name, batch, length, h, p, j, methods, repeats):
     return rows
 
 
-def print_table(rows):
-    head = f"{'shape':<11}{'B':>4}{'L':>7}{'H':>5}{'P':>5} {'method':<12}{'fwd ms':>9}{'f+b ms':>9}" \
-           f"{'compile s':>10}{'temp MB':>9}{'vs off.':>8}"
+SCAN_BYTES = {"fwd": 16, "fwd_bwd": 40}  # ideal traffic per complex64 state: see the module docstring
+
+
+def copy_gbps(n_floats, repeats):
+    """Bandwidth of an elementwise pass over n float32s (read + write), the floor a scan can approach."""
+    x = jnp.ones((n_floats,), jnp.float32)
+    double = jax.jit(lambda v: v * 2)
+    jax.block_until_ready(double(x))
+    seconds = float(np.median([timed(double, x) for _ in range(max(repeats, 3))]))
+    return 2 * 4 * n_floats / seconds / 1e9
+
+
+def bench_scan(name, batch, length, p, methods, repeats):
+    """The recurrence alone, one direction, on (batch, L, P') complex64 with a time-invariant decay."""
+    rng = np.random.default_rng(0)
+    a = jnp.asarray(rng.uniform(0.9, 1.0, p) * np.exp(1j * rng.uniform(-1, 1, p)), jnp.complex64)
+    b = jnp.asarray(rng.normal(size=(batch, length, p)) + 1j * rng.normal(size=(batch, length, p)), jnp.complex64)
+    fns = {}
+    for m in methods:
+        fwd = jax.jit(lambda a, b, m=m: linear_recurrence(a, b, method=m))
+        bwd = jax.jit(jax.grad(lambda a, b, m=m: jnp.sum(linear_recurrence(a, b, method=m).real), argnums=(0, 1)))
+        jax.block_until_ready(fwd(a, b))
+        jax.block_until_ready(bwd(a, b))
+        fns[m] = {"fwd": fwd, "fwd_bwd": bwd}
+    times = {m: {k: [] for k in SCAN_BYTES} for m in methods}
+    for _ in range(repeats):
+        for m in methods:
+            for k in SCAN_BYTES:
+                times[m][k].append(timed(fns[m][k], a, b))
+    copy = copy_gbps(2 * batch * length * p, repeats)
+    rows = []
+    for m in methods:
+        row = dict(shape=name, batch=batch, L=length, P=p, method=m, copy_gbps=copy)
+        for k, per_state in SCAN_BYTES.items():
+            seconds = float(np.median(times[m][k]))
+            row[f"{k}_ms"] = 1e3 * seconds
+            row[f"{k}_gbps"] = per_state * batch * length * p / seconds / 1e9
+            row[f"{k}_of_copy"] = row[f"{k}_gbps"] / copy
+        rows.append(row)
+    return rows
+
+
+def _ratio(r):
+    return f"{r['speedup_vs_official']:.2f}x" if r["speedup_vs_official"] else "-"
+
+
+SHAPE_COLUMNS = [("shape", "<11", "shape"), ("B", ">4", "batch"), ("L", ">7", "L")]
+LAYER_COLUMNS = SHAPE_COLUMNS + [
+    ("H", ">5", "H"), ("P", ">5", "P"), ("method", "<13", "method"), ("fwd ms", ">9.1f", "fwd_ms"),
+    ("f+b ms", ">9.1f", "fwd_bwd_ms"), ("compile s", ">10.2f", "compile_s"), ("temp MB", ">9.1f", "temp_mb"),
+    ("vs off.", ">8", _ratio)]
+SCAN_COLUMNS = SHAPE_COLUMNS + [
+    ("P'", ">5", "P"), ("method", "<13", "method"), ("fwd ms", ">9.2f", "fwd_ms"), ("f+b ms", ">9.2f", "fwd_bwd_ms"),
+    ("fwd GB/s", ">10.1f", "fwd_gbps"), ("f+b GB/s", ">10.1f", "fwd_bwd_gbps"),
+    ("f+b/copy", ">9.0%", "fwd_bwd_of_copy")]
+
+
+ALIGN_WIDTH = re.compile(r"[<>]\d+")  # the header's part of a column's format spec
+
+
+def print_table(rows, columns=LAYER_COLUMNS):
+    """columns: (header, format spec, row key or function of the row)."""
+    head = " ".join(f"{name:{ALIGN_WIDTH.match(spec).group()}}" for name, spec, _ in columns)
     print(head)
     print("-" * len(head))
     for r in rows:
-        speed = f"{r['speedup_vs_official']:.2f}x" if r["speedup_vs_official"] else "-"
-        print(f"{r['shape']:<11}{r['batch']:>4}{r['L']:>7}{r['H']:>5}{r['P']:>5} {r['method']:<12}"
-              f"{r['fwd_ms']:>9.1f}{r['fwd_bwd_ms']:>9.1f}{r['compile_s']:>10.2f}{r['temp_mb']:>9.1f}{speed:>8}")
+        print(" ".join(f"{key(r) if callable(key) else r[key]:{spec}}" for _, spec, key in columns))
+    if rows and "copy_gbps" in rows[-1]:
+        print(f"copy bandwidth: {rows[-1]['copy_gbps']:.1f} GB/s")
 
 
 def main():
@@ -123,25 +188,35 @@ def main():
     ap.add_argument("--batch", type=int, default=None,
                     help="override the batch size (default: the paper's on GPU, 2 on CPU)")
     ap.add_argument("--sweep", action="store_true", help="also sweep L = 1K..16K at the Path-X width")
+    ap.add_argument("--scan", action="store_true",
+                    help="also time the recurrence alone (every method but official) against copy bandwidth")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", default="experiments/bench/results/layer.json")
     args = ap.parse_args()
     backend = jax.default_backend()
-    rows = []
+    rows, scan_rows = [], []
+    scan_methods = [m for m in args.methods if m != "official"]  # its scan is `associative`
     for name in args.shapes:
         batch, length, h, p, j = PAPER_SHAPES[name]
         batch = args.batch or (batch if backend != "cpu" else 2)
         rows += bench_shape(name, batch, length, h, p, j, args.methods, args.repeats)
         print_table(rows[-len(args.methods):])
+        if args.scan and scan_methods:
+            scan_rows += bench_scan(name, batch, length, p // 2, scan_methods, args.repeats)  # P' = P/2
+            print_table(scan_rows[-len(scan_methods):], SCAN_COLUMNS)
     if args.sweep:
         _, _, h, p, j = PAPER_SHAPES["pathx"]
         for length in (1024, 2048, 4096, 8192, 16384):
             rows += bench_shape("sweep", args.batch or 2, length, h, p, j, args.methods, args.repeats)
     print()
     print_table(rows)
+    if scan_rows:
+        print()
+        print_table(scan_rows, SCAN_COLUMNS)
     device = jax.devices()[0]
     out = dict(backend=backend, device=getattr(device, "device_kind", str(device)), jax=jax.__version__,
-               host=platform.processor() or platform.machine(), repeats=args.repeats, rows=rows)
+               host=platform.processor() or platform.machine(), repeats=args.repeats, rows=rows,
+               scan_rows=scan_rows)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
     print(f"wrote {args.out}")

@@ -6,10 +6,11 @@
 
 Variants: `auto` (the configured model, scan=auto), `official` (model.ssm.scan=associative: the official
 algorithm's associative scan), `remat` (model.remat=true), `bf16` (trainer.precision=bf16), `checkpointed`
-(model.ssm.scan=checkpointed). Batches are random with the task's shapes (no data needed). Reports compile
-time, median step time, examples/s, tokens/s and XLA's temporary-buffer size of the compiled step (peak-memory
-proxy; on GPU also the device's peak bytes in use). `--steps 0` only compiles: the memory of the paper's batch
-sizes can be read on a CPU where running them would take minutes. Prints a table and writes JSON (--out).
+(model.ssm.scan=checkpointed), `pallas` (model.ssm.scan=pallas: what auto is on GPU). Batches are random with
+the task's shapes (no data needed). Reports compile time, median step time, examples/s, tokens/s and XLA's
+temporary-buffer size of the compiled step (peak-memory proxy; on GPU also the device's peak bytes in use).
+`--steps 0` only compiles: the memory of the paper's batch sizes can be read on a CPU where running them
+would take minutes. Prints a table and writes JSON (--out).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ VARIANTS = {
     "auto": {},
     "official": {"ssm.scan": "associative"},
     "checkpointed": {"ssm.scan": "checkpointed"},
+    "pallas": {"ssm.scan": "pallas"},
     "remat": {"remat": True},
     "bf16": {"precision": "bf16"},
 }

@@ -9,7 +9,7 @@ the state in registers. Two passes give parallelism across chunks without storin
 The reverse direction walks each chunk backwards inside the kernel (no flipped copies of b). The backward pass
 is the same kernel in the opposite direction over the output cotangent with conj(a), which also reduces
 da = Σ_k λ_k conj(x_prev) over its chunk in registers (only (batch, chunks, P) partial sums are written).
-Λ̄ is never broadcast to (L, P).
+Λ̄ is never broadcast to (L, P). Under a batch-sharded jit each device runs its own rows (`_per_row`).
 
 On CPU the kernel runs in Pallas's interpret mode (for the parity tests); it is meant for GPUs (Triton).
 """
@@ -22,9 +22,13 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
+from jax.experimental.custom_partitioning import custom_partitioning
+from jax.experimental.pallas import triton as pltriton
+from jax.sharding import NamedSharding, PartitionSpec
 
 CHUNK = 256
 BLOCK_P = 32
+NUM_WARPS = 1  # one state vector of BLOCK_P lanes per program: a single warp holds it
 
 
 def _walk(a_re, a_im, b_re_ref, b_im_ref, x_re, x_im, chunk, reverse, out_refs=None, prev=None):
@@ -96,13 +100,14 @@ def _specs(chunk, block_p):
 def _scan_padded(a_re, a_im, b_re, b_im, reverse, chunk, block_p, interpret, x=None):
     """b: (N, L, P) with L % chunk == 0 and P % block_p == 0.
 
-    With x (the forward states, for the backward pass) it also returns dΛ̄ = Σ λ_t conj(x_prev(t)).
+    With x (the forward states, for the backward pass) it also returns each row's dΛ̄ = Σ_t λ_t conj(x_prev(t)).
     """
     n, length, p = b_re.shape
     n_chunks = length // chunk
     grid = (n, p // block_p, n_chunks)
     state, seq, carry = _specs(chunk, block_p)
-    kw = dict(grid=grid, interpret=interpret)
+    # Triton explicitly: since JAX 0.10 a GPU pallas_call defaults to Mosaic GPU, which rejects these blocks.
+    kw = dict(grid=grid, interpret=interpret, compiler_params=pltriton.CompilerParams(num_warps=NUM_WARPS))
     per_chunk = jax.ShapeDtypeStruct((n, n_chunks, p), jnp.float32)
     ends = pl.pallas_call(
         functools.partial(_end_state_kernel, chunk=chunk, reverse=reverse),
@@ -132,7 +137,7 @@ def _scan_padded(a_re, a_im, b_re, b_im, reverse, chunk, block_p, interpret, x=N
         in_specs=[state, state, seq, seq, carry, carry, seq, seq, carry, carry],
         out_specs=[seq, seq, carry, carry], **kw,
     )(*inputs, *x, *edges)
-    return lam_re, lam_im, da_re.sum((0, 1)), da_im.sum((0, 1))
+    return lam_re, lam_im, da_re.sum(1), da_im.sum(1)  # per row: the caller sums over the batch
 
 
 def _edge_rows(x, chunk, reverse):
@@ -155,13 +160,60 @@ def _chunk_for(length, chunk):
     return min(chunk, pl.next_power_of_2(length))
 
 
-def _forward(a_re, a_im, b_re, b_im, reverse, chunk, block_p, interpret):
+def _per_row(fn, rule):
+    """Make fn(*arrays, *static), which treats each row of its arrays' leading (batch) axis independently, run
+    on each device's own rows under a batch-sharded jit. Otherwise XLA, which cannot see into the kernel,
+    gathers the whole batch onto every device and each one runs all of it."""
+    n_arrays, n_static = len(rule.split("->")[0].split(",")), 4  # static: reverse, chunk, block_p, interpret
+    wrapped = custom_partitioning(fn, static_argnums=tuple(range(n_arrays, n_arrays + n_static)))
+
+    def shardings(mesh, arg_shapes, result_shape):
+        spec = next(s.sharding.spec for s in arg_shapes if len(s.shape) > 1)
+        batch = spec[0] if len(spec) else None
+
+        def row_sharded(shape):  # (n, ...) arrays split by rows; the decay (p,) on every device
+            rank = len(shape.shape)
+            return NamedSharding(mesh, PartitionSpec(batch, *[None] * (rank - 1)) if rank > 1 else PartitionSpec())
+
+        return (jax.tree.map(row_sharded, result_shape), tuple(row_sharded(s) for s in arg_shapes))
+
+    def partition(*static_mesh_shapes):
+        static, (mesh, arg_shapes, result_shape) = static_mesh_shapes[:n_static], static_mesh_shapes[n_static:]
+        results, args = shardings(mesh, arg_shapes, result_shape)
+        return mesh, lambda *arrays: fn(*arrays, *static), results, args
+
+    def infer(*static_mesh_shapes):  # the GSPMD partitioner's question (Shardy reads `rule`)
+        return shardings(*static_mesh_shapes[n_static:])[0]
+
+    wrapped.def_partition(partition, infer_sharding_from_operands=infer, sharding_rule=rule,
+                          need_replication_factors=("p", "l"))  # in order of first use
+    return wrapped
+
+
+def _forward_rows(a_re, a_im, b_re, b_im, reverse, chunk, block_p, interpret):
     n, length, p = b_re.shape
     chunk = _chunk_for(length, chunk)
     b_re, b_im = _pad(chunk, length, block_p, p, b_re, b_im)
     a_re, a_im = (jnp.pad(a, (0, -p % block_p)) for a in (a_re, a_im))
     x_re, x_im = _scan_padded(a_re, a_im, b_re, b_im, reverse, chunk, block_p, interpret)
     return x_re[:, :length, :p], x_im[:, :length, :p]
+
+
+def _backward_rows(a_re, a_im, g_re, g_im, x_re, x_im, reverse, chunk, block_p, interpret):
+    """Each row's (dΛ̄ re, im) and the cotangent of b (λ re, im)."""
+    n, length, p = x_re.shape
+    chunk = _chunk_for(length, chunk)
+    # λ_t = g_t + conj(a) λ_(t∓1): the same recurrence, walked the other way with the conjugate decay; the
+    # kernel also reduces dΛ̄ = Σ λ_t conj(x_prev(t)). Zero padding adds nothing: there λ or x_prev is zero.
+    g_re, g_im, xp_re, xp_im = _pad(chunk, length, block_p, p, g_re, g_im, x_re, x_im)
+    ca_re, ca_im = (jnp.pad(a, (0, -p % block_p)) for a in (a_re, -a_im))
+    lam_re, lam_im, da_re, da_im = _scan_padded(ca_re, ca_im, g_re, g_im, not reverse, chunk, block_p, interpret,
+                                                x=(xp_re, xp_im))
+    return da_re[:, :p], da_im[:, :p], lam_re[:, :length, :p], lam_im[:, :length, :p]
+
+
+_forward = _per_row(_forward_rows, "p, p, n l p, n l p -> n l p, n l p")
+_backward = _per_row(_backward_rows, "p, p, n l p, n l p, n l p, n l p -> n p, n p, n l p, n l p")
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6, 7))
@@ -176,15 +228,8 @@ def _recurrence_fwd(a_re, a_im, b_re, b_im, reverse, chunk, block_p, interpret):
 
 def _recurrence_bwd(reverse, chunk, block_p, interpret, res, g):
     a_re, a_im, (x_re, x_im) = res
-    n, length, p = x_re.shape
-    chunk = _chunk_for(length, chunk)
-    # λ_t = g_t + conj(a) λ_(t∓1): the same recurrence, walked the other way with the conjugate decay; the
-    # kernel also reduces dΛ̄ = Σ λ_t conj(x_prev(t)). Zero padding adds nothing: there λ or x_prev is zero.
-    g_re, g_im, xp_re, xp_im = _pad(chunk, length, block_p, p, g[0], g[1], x_re, x_im)
-    ca_re, ca_im = (jnp.pad(a, (0, -p % block_p)) for a in (a_re, -a_im))
-    lam_re, lam_im, da_re, da_im = _scan_padded(ca_re, ca_im, g_re, g_im, not reverse, chunk, block_p, interpret,
-                                                x=(xp_re, xp_im))
-    return da_re[:p], da_im[:p], lam_re[:, :length, :p], lam_im[:, :length, :p]
+    da_re, da_im, db_re, db_im = _backward(a_re, a_im, g[0], g[1], x_re, x_im, reverse, chunk, block_p, interpret)
+    return da_re.sum(0), da_im.sum(0), db_re, db_im  # the batch sum: an all-reduce when rows are sharded
 
 
 _recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)

@@ -17,14 +17,14 @@ CHECKPOINT_CHUNK = 128
 
 
 def resolve_method(method: str) -> str:
-    """"auto" -> the fastest measured method for the default backend.
+    """"auto" -> the method for the default backend.
 
     CPU: `lax.scan` (experiments/bench/layer.py: ~3x the associative scan on a Path-X layer, less memory,
-    ~10x faster compile). GPU/TPU: the associative scan, since a host-driven `lax.scan` pays per step there
-    (performance.md).
+    ~10x faster compile). GPU: the Pallas/Triton kernel, since a host-driven `lax.scan` pays per step there
+    (performance.md); `scan=associative` is the fallback. TPU: the associative scan (the kernel targets Triton).
     """
     if method == "auto":
-        return "sequential" if jax.default_backend() == "cpu" else "associative"
+        return {"cpu": "sequential", "gpu": "pallas"}.get(jax.default_backend(), "associative")
     if method not in METHODS:
         raise ValueError(f"unknown scan method {method!r}; expected 'auto' or one of {METHODS}")
     return method
@@ -151,6 +151,8 @@ def linear_recurrence(a, b, *, reverse: bool = False, method: str = "auto"):
     "checkpointed" (sequential, keeping only chunk-boundary states for the backward pass), or
     "pallas" (GPU kernel for a time-invariant a of shape (P,); interpret mode on CPU, for tests).
     """
+    if method == "auto" and resolve_method(method) == "pallas" and jnp.ndim(a) != 1:
+        method = "associative"  # the kernel needs a time-invariant decay (P,); S5's always is
     method = resolve_method(method)
     if method == "associative":
         return associative(a, b, reverse)

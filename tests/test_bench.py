@@ -1,0 +1,53 @@
+"""The benchmark scripts run end to end at tiny sizes; the epoch floor reproduces performance.md's arithmetic."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments" / "bench"))
+import epoch_floor  # noqa: E402
+import layer  # noqa: E402
+
+
+def test_epoch_floor_matches_the_reference_path_x_figure():
+    row = epoch_floor.floor("pathx", bandwidth_gbps=3000)
+    # performance.md: B·L·(88·P'·D + 28·H) bytes per layer ≈ 27 ms per Path-X step at 3.0 TB/s
+    assert row["step_gb"] == pytest.approx(32 * 16384 * 6 * (88 * 128 * 2 + 28 * 128) / 1e9)
+    assert 26 < row["step_ms"] < 29
+    steps = (160_000 + 0.4 * 40_000) / 32
+    assert row["epoch_min"] * 60 == pytest.approx(steps * row["step_ms"] / 1e3)
+    assert row["run_h"] == pytest.approx(row["epoch_min"] * 75 / 60)
+
+
+def test_epoch_floor_counts_both_retrieval_documents():
+    row = epoch_floor.floor("retrieval", 3000)  # 6 layers, H 128, P 256 -> P' 128, bidirectional; 2 documents
+    assert (row["layers"], row["H"], row["P_states"], row["directions"]) == (6, 128, 128, 2)
+    assert row["step_gb"] == pytest.approx(32 * 2 * 4000 * 6 * (88 * 128 * 2 + 28 * 128) / 1e9)
+
+
+def test_layer_bench_rows_and_tables(capsys):
+    rows = layer.bench_shape("tiny", 1, 64, 8, 8, 2, ["official", "sequential"], repeats=1)
+    assert [r["method"] for r in rows] == ["official", "sequential"]
+    assert rows[0]["speedup_vs_official"] == 1.0 and rows[1]["speedup_vs_official"] > 0
+    scan = layer.bench_scan("tiny", 1, 64, 4, ["sequential", "associative"], repeats=1)
+    for r in scan:
+        assert r["fwd_bwd_gbps"] == pytest.approx(40 * 64 * 4 / (r["fwd_bwd_ms"] / 1e3) / 1e9)
+        assert r["fwd_bwd_of_copy"] == pytest.approx(r["fwd_bwd_gbps"] / r["copy_gbps"])
+    layer.print_table(rows)
+    layer.print_table(scan, layer.SCAN_COLUMNS)
+    out = capsys.readouterr().out
+    assert "official" in out and "1.00x" in out and "copy bandwidth" in out
+
+
+def test_layer_bench_cli_writes_json(tmp_path, monkeypatch):
+    monkeypatch.setattr(layer, "PAPER_SHAPES", {"listops": (1, 32, 8, 8, 2)})
+    out = tmp_path / "layer.json"
+    monkeypatch.setattr(sys, "argv", ["layer.py", "--shapes", "listops", "--scan", "--repeats", "1",
+                                      "--methods", "official", "sequential", "--out", str(out)])
+    layer.main()
+    data = json.loads(out.read_text())
+    assert data["backend"] == "cpu"
+    assert [r["method"] for r in data["rows"]] == ["official", "sequential"]
+    assert [r["method"] for r in data["scan_rows"]] == ["sequential"]
