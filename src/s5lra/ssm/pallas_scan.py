@@ -9,7 +9,8 @@ the state in registers. Two passes give parallelism across chunks without storin
 The reverse direction walks each chunk backwards inside the kernel (no flipped copies of b). The backward pass
 is the same kernel in the opposite direction over the output cotangent with conj(a), which also reduces
 da = Σ_k λ_k conj(x_prev) over its chunk in registers (only (batch, chunks, P) partial sums are written).
-Λ̄ is never broadcast to (L, P). Under a batch-sharded jit each device runs its own rows (`_per_row`).
+Λ̄ is never broadcast to (L, P). Under a batch-sharded jit each device runs its own rows, and a vmapped axis
+joins the rows (`_per_row`).
 
 On CPU the kernel runs in Pallas's interpret mode (for the parity tests); it is meant for GPUs (Triton).
 """
@@ -22,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
+from jax.custom_batching import custom_vmap
 from jax.experimental.custom_partitioning import custom_partitioning
 from jax.experimental.pallas import triton as pltriton
 from jax.sharding import NamedSharding, PartitionSpec
@@ -187,7 +189,28 @@ def _per_row(fn, rule):
 
     wrapped.def_partition(partition, infer_sharding_from_operands=infer, sharding_rule=rule,
                           need_replication_factors=("p", "l"))  # in order of first use
-    return wrapped
+
+    @functools.cache
+    def vmappable(static):
+        """custom_partitioning has no vmap rule: a vmapped axis joins the rows (one launch), or, when the
+        per-state decay itself is vmapped, the instances run one after another."""
+        op = custom_vmap(lambda *arrays: wrapped(*arrays, *static))
+
+        @op.def_vmap
+        def rule(axis_size, batched, *arrays):
+            def stacked(x, b):
+                return x if b else jnp.broadcast_to(x, (axis_size, *x.shape))
+
+            if any(batched[:2]):  # the decay (re, im) differs per instance: one instance after another
+                outs = lax.map(lambda xs: op(*xs), [stacked(x, b) for x, b in zip(arrays, batched)])
+            else:  # all instances' rows side by side in one call
+                rows = [stacked(x, b).reshape(-1, *x.shape[-2:]) for x, b in zip(arrays[2:], batched[2:])]
+                outs = [y.reshape(axis_size, -1, *y.shape[1:]) for y in op(*arrays[:2], *rows)]
+            return tuple(outs), (True,) * len(outs)
+
+        return op
+
+    return lambda *args: vmappable(tuple(args[n_arrays:]))(*args[:n_arrays])
 
 
 def _forward_rows(a_re, a_im, b_re, b_im, reverse, chunk, block_p, interpret):
