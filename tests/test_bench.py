@@ -9,6 +9,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments" / "bench"))
 import epoch_floor  # noqa: E402
 import layer  # noqa: E402
+import train_step  # noqa: E402
 
 
 def test_epoch_floor_matches_the_reference_path_x_figure():
@@ -35,8 +36,8 @@ def test_layer_bench_rows_and_tables(capsys):
     for r in scan:
         assert r["fwd_bwd_gbps"] == pytest.approx(40 * 64 * 4 / (r["fwd_bwd_ms"] / 1e3) / 1e9)
         assert r["fwd_bwd_of_copy"] == pytest.approx(r["fwd_bwd_gbps"] / r["copy_gbps"])
-    layer.print_table(rows)
-    layer.print_table(scan, layer.SCAN_COLUMNS)
+    layer.print_table(rows, layer.LAYER_COLUMNS)
+    layer.print_scan_table(scan)
     out = capsys.readouterr().out
     assert "official" in out and "1.00x" in out and "copy bandwidth" in out
 
@@ -51,3 +52,20 @@ def test_layer_bench_cli_writes_json(tmp_path, monkeypatch):
     assert data["backend"] == "cpu"
     assert [r["method"] for r in data["rows"]] == ["official", "sequential"]
     assert [r["method"] for r in data["scan_rows"]] == ["sequential"]
+
+
+def test_train_step_and_epoch_floor_clis(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "step.json"
+    monkeypatch.setattr(sys, "argv", ["train_step.py", "experiment=lra/listops", "--batch", "4", "--seq-len", "32",
+                                      "--steps", "1", "--variants", "auto", "official", "--out", str(out)])
+    train_step.main()
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["auto", "official"]
+    assert rows[1]["speedup_vs_official"] == 1.0 and rows[0]["step_ms"] > 0
+    out = tmp_path / "floor.json"
+    monkeypatch.setattr(sys, "argv", ["epoch_floor.py", "--out", str(out)])
+    epoch_floor.main()
+    floor = json.loads(out.read_text())
+    assert floor["estimate"] and [r["task"] for r in floor["rows"]] == list(epoch_floor.TASKS)
+    printed = capsys.readouterr().out
+    assert "1.00x" in printed and "pathx" in printed and "min/epoch" in printed

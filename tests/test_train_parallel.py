@@ -22,9 +22,11 @@ from test_train_run import REPO, events, run_inprocess, tiny_overrides
 pytestmark = pytest.mark.usefixtures("shared_compilation_cache")
 
 
-def losses_on(devices, batches, dropout):
+def losses_on(devices, batches, dropout, scan="auto", compiled=None):
+    """Train on the batches; `compiled`, a list, receives the compiled step's HLO text."""
     spec = SimpleNamespace(n_classes=10, vocab_size=18, dual=False)
-    model = build_model(ModelConfig(n_layers=2, d_model=8, dropout=dropout, ssm=SSMConfig(state_size=4)), spec)
+    ssm = SSMConfig(state_size=4, scan=scan)
+    model = build_model(ModelConfig(n_layers=2, d_model=8, dropout=dropout, ssm=ssm), spec)
     mesh = Mesh(np.array(devices), (AXIS,))
     schedule = make_schedule(3e-3, steps_per_epoch=4, epochs=2, warmup_epochs=1)
     example = {k: batches[0][k][:1] for k in ("inputs", "lengths")}
@@ -32,6 +34,8 @@ def losses_on(devices, batches, dropout):
     tx = make_optimizer(shapes["params"], OptimizerConfig(), schedule, schedule)
     state = init_state(model, tx, example, 0, mesh)
     step = make_train_step(model, tx, mesh)
+    if compiled is not None:
+        compiled.append(step.lower(state, shard_batch(batches[0], mesh)).compile().as_text())
     out = []
     for batch in batches:
         state, metrics = step(state, shard_batch(batch, mesh))
@@ -39,19 +43,34 @@ def losses_on(devices, batches, dropout):
     return np.array(out), jax.device_get(state.batch_stats)
 
 
+def random_batches(n=6, seed=0):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(3, 17, (n, 8)).astype(np.int32)
+    return [{"inputs": rng.integers(0, 18, (8, 16)).astype(np.uint8), "lengths": lengths[i],
+             "labels": rng.integers(0, 10, 8).astype(np.int32), "weights": np.ones(8, np.float32)}
+            for i in range(n)]
+
+
 @pytest.mark.parametrize("dropout", [0.0, 0.2])
 def test_one_and_four_devices_give_the_same_losses(dropout):
     assert jax.device_count() == 4
-    rng = np.random.default_rng(0)
-    lengths = rng.integers(3, 17, (6, 8)).astype(np.int32)
-    batches = [{"inputs": rng.integers(0, 18, (8, 16)).astype(np.uint8), "lengths": lengths[i],
-                "labels": rng.integers(0, 10, 8).astype(np.int32), "weights": np.ones(8, np.float32)}
-               for i in range(6)]
+    batches = random_batches()
     one, stats_one = losses_on(jax.devices()[:1], batches, dropout)
     four, stats_four = losses_on(jax.devices(), batches, dropout)
     np.testing.assert_allclose(four, one, rtol=1e-5)  # BatchNorm statistics and the loss cover the global batch
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), stats_four, stats_one)
     assert len(set(one.tolist())) == len(one)  # the parameters moved
+
+
+def test_the_pallas_kernel_on_four_devices_trains_each_devices_rows():
+    """The kernel under the data-parallel step: the losses of a 1-device lax.scan run, and no all-gather
+    (each device runs the kernel on its own rows, not on the whole batch)."""
+    batches = random_batches(n=3)
+    one, _ = losses_on(jax.devices()[:1], batches, 0.0, scan="sequential")
+    compiled = []
+    four, _ = losses_on(jax.devices(), batches, 0.0, scan="pallas", compiled=compiled)
+    np.testing.assert_allclose(four, one, rtol=1e-5)
+    assert "all-gather" not in compiled[0]
 
 
 def train_losses(run_dir):

@@ -17,6 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
+from table import print_table
 from train_step import PAPER_LEN, load_config
 
 TASKS = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")
@@ -30,6 +31,9 @@ SPLIT_SIZES = {
     "pathfinder": (160_000, 40_000),
     "pathx": (160_000, 40_000),
 }
+COLUMNS = [("task", "<11", "task"), ("B", ">4", "batch"), ("L", ">7", "L"), ("GB/step", ">9.2f", "step_gb"),
+           ("ms/step", ">9.1f", "step_ms"), ("min/epoch", ">11.2f", "epoch_min"), ("epochs", ">8", "epochs"),
+           ("run h", ">7.2f", "run_h")]
 EVAL_SHARE = 16 / 40  # forward-only traffic of the ideal scan relative to forward + backward
 
 
@@ -56,13 +60,8 @@ def main():
     ap.add_argument("--out", default="experiments/bench/results/epoch_floor_h100.json")
     args = ap.parse_args()
     rows = [floor(task, args.bandwidth) for task in TASKS]
-    head = f"{'task':<11}{'B':>4}{'L':>7}{'GB/step':>9}{'ms/step':>9}{'min/epoch':>11}{'epochs':>8}{'run h':>7}"
     print(f"floor at {args.bandwidth:.0f} GB/s (an estimate: real runs are slower)")
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        print(f"{r['task']:<11}{r['batch']:>4}{r['L']:>7}{r['step_gb']:>9.2f}{r['step_ms']:>9.1f}"
-              f"{r['epoch_min']:>11.2f}{r['epochs']:>8}{r['run_h']:>7.2f}")
+    print_table(rows, COLUMNS)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(dict(bandwidth_gbps=args.bandwidth, estimate=True, rows=rows), indent=1))
     print(f"wrote {args.out}")

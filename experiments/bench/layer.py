@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import re
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import numpy as np
 
 from s5lra.ssm import S5SSM, apply_s5, linear_recurrence
 from s5lra.ssm.layer import discretize
+from table import print_table, speedup
 
 # (batch, L, H, state_size P, blocks J) from the paper's settings (reference table; retrieval L per document).
 PAPER_SHAPES = {
@@ -152,33 +152,20 @@ def bench_scan(name, batch, length, p, methods, repeats):
     return rows
 
 
-def _ratio(r):
-    return f"{r['speedup_vs_official']:.2f}x" if r["speedup_vs_official"] else "-"
-
-
 SHAPE_COLUMNS = [("shape", "<11", "shape"), ("B", ">4", "batch"), ("L", ">7", "L")]
 LAYER_COLUMNS = SHAPE_COLUMNS + [
     ("H", ">5", "H"), ("P", ">5", "P"), ("method", "<13", "method"), ("fwd ms", ">9.1f", "fwd_ms"),
     ("f+b ms", ">9.1f", "fwd_bwd_ms"), ("compile s", ">10.2f", "compile_s"), ("temp MB", ">9.1f", "temp_mb"),
-    ("vs off.", ">8", _ratio)]
+    ("vs off.", ">8", speedup("speedup_vs_official"))]
 SCAN_COLUMNS = SHAPE_COLUMNS + [
     ("P'", ">5", "P"), ("method", "<13", "method"), ("fwd ms", ">9.2f", "fwd_ms"), ("f+b ms", ">9.2f", "fwd_bwd_ms"),
     ("fwd GB/s", ">10.1f", "fwd_gbps"), ("f+b GB/s", ">10.1f", "fwd_bwd_gbps"),
     ("f+b/copy", ">9.0%", "fwd_bwd_of_copy")]
 
 
-ALIGN_WIDTH = re.compile(r"[<>]\d+")  # the header's part of a column's format spec
-
-
-def print_table(rows, columns=LAYER_COLUMNS):
-    """columns: (header, format spec, row key or function of the row)."""
-    head = " ".join(f"{name:{ALIGN_WIDTH.match(spec).group()}}" for name, spec, _ in columns)
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        print(" ".join(f"{key(r) if callable(key) else r[key]:{spec}}" for _, spec, key in columns))
-    if rows and "copy_gbps" in rows[-1]:
-        print(f"copy bandwidth: {rows[-1]['copy_gbps']:.1f} GB/s")
+def print_scan_table(rows):
+    print_table(rows, SCAN_COLUMNS)
+    print(f"copy bandwidth: {rows[-1]['copy_gbps']:.1f} GB/s")
 
 
 def main():
@@ -200,19 +187,19 @@ def main():
         batch, length, h, p, j = PAPER_SHAPES[name]
         batch = args.batch or (batch if backend != "cpu" else 2)
         rows += bench_shape(name, batch, length, h, p, j, args.methods, args.repeats)
-        print_table(rows[-len(args.methods):])
+        print_table(rows[-len(args.methods):], LAYER_COLUMNS)
         if args.scan and scan_methods:
             scan_rows += bench_scan(name, batch, length, p // 2, scan_methods, args.repeats)  # P' = P/2
-            print_table(scan_rows[-len(scan_methods):], SCAN_COLUMNS)
+            print_scan_table(scan_rows[-len(scan_methods):])
     if args.sweep:
         _, _, h, p, j = PAPER_SHAPES["pathx"]
         for length in (1024, 2048, 4096, 8192, 16384):
             rows += bench_shape("sweep", args.batch or 2, length, h, p, j, args.methods, args.repeats)
     print()
-    print_table(rows)
+    print_table(rows, LAYER_COLUMNS)
     if scan_rows:
         print()
-        print_table(scan_rows, SCAN_COLUMNS)
+        print_scan_table(scan_rows)
     device = jax.devices()[0]
     out = dict(backend=backend, device=getattr(device, "device_kind", str(device)), jax=jax.__version__,
                host=platform.processor() or platform.machine(), repeats=args.repeats, rows=rows,

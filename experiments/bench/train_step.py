@@ -34,6 +34,7 @@ from s5lra.train.optim import make_optimizer
 from s5lra.train.schedule import make_schedule
 from s5lra.train.sharding import make_mesh, shard_batch
 from s5lra.train.steps import init_state, make_train_step
+from table import print_table, speedup
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 # Vocabulary sizes of the token tasks under the standard tokenisation (lra-data.md); pixel tasks have none.
@@ -49,6 +50,13 @@ VARIANTS = {
 }
 PIXEL_NORMALIZE = (0.5, 0.5)
 PAPER_LEN = {"listops": 2048, "text": 4096, "retrieval": 4000, "image": 1024, "pathfinder": 1024, "pathx": 16384}
+
+
+COLUMNS = [
+    ("task", "<11", "task"), ("variant", "<13", "variant"), ("B", ">4", "batch"), ("L", ">7", "L"),
+    ("compile s", ">10.1f", "compile_s"), ("step ms", ">10.1f", "step_ms"), ("ex/s", ">9.1f", "examples_per_s"),
+    ("tok/s", ">11.0f", "tokens_per_s"), ("temp MB", ">9.1f", "temp_mb"),
+    ("vs off.", ">8", speedup("speedup_vs_official"))]
 
 
 def load_config(overrides) -> TrainConfig:
@@ -137,13 +145,9 @@ def main():
     length = args.seq_len or PAPER_LEN[task]
     rows = [bench(cfg, v, batch, length, args.steps) for v in args.variants]
     base = next((r for r in rows if r["variant"] == "official"), None)
-    print(f"{'task':<11}{'variant':<13}{'B':>4}{'L':>7}{'compile s':>10}{'step ms':>10}{'ex/s':>9}{'tok/s':>11}"
-          f"{'temp MB':>9}{'vs off.':>8}")
     for r in rows:
         r["speedup_vs_official"] = base["step_ms"] / r["step_ms"] if base and args.steps else None
-        speed = f"{r['speedup_vs_official']:.2f}x" if base and args.steps else "-"
-        print(f"{r['task']:<11}{r['variant']:<13}{r['batch']:>4}{r['L']:>7}{r['compile_s']:>10.1f}"
-              f"{r['step_ms']:>10.1f}{r['examples_per_s']:>9.1f}{r['tokens_per_s']:>11.0f}{r['temp_mb']:>9.1f}{speed:>8}")
+    print_table(rows, COLUMNS)
     device = jax.devices()[0]
     out = Path(args.out or f"experiments/bench/results/train_step_{task}.json")
     out.parent.mkdir(parents=True, exist_ok=True)

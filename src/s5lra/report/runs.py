@@ -75,13 +75,13 @@ def find_run_dirs(paths) -> list[Path]:
     return sorted(set(found))
 
 
-def _read_json(path: Path) -> dict:
+def _read_mapping(path: Path, parse, parse_error) -> dict:
     try:
-        obj = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        obj = parse(path.read_text())
+    except (OSError, parse_error) as err:
         raise RunFileError(f"{path}: {err}") from None
     if not isinstance(obj, dict):
-        raise RunFileError(f"{path}: expected a JSON object")
+        raise RunFileError(f"{path}: expected a mapping")
     return obj
 
 
@@ -104,29 +104,19 @@ def _read_events(path: Path) -> list[dict]:
     return events
 
 
-def _read_config(path: Path) -> dict:
-    try:
-        config = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise RunFileError(f"{path}: {err}") from None
-    if not isinstance(config, dict):
-        raise RunFileError(f"{path}: expected a mapping")
-    return config
-
-
 def load_run(path: str | Path) -> Run:
     """Read one run directory; raises RunFileError naming the offending file."""
     path = Path(path)
     for name in RUN_FILES:
         if not (path / name).is_file():
             raise RunFileError(f"{path / name}: missing")
-    results = _read_json(path / "results.json")
+    results = _read_mapping(path / "results.json", json.loads, json.JSONDecodeError)
     for key in ACCURACY_KEYS:
         value = results.get(key)
         if not isinstance(value, (int, float)) or not 0 <= value <= 1:
             raise RunFileError(f"{path / 'results.json'}: {key}={value!r}; expected a fraction in [0, 1]")
     events = _read_events(path / "metrics.jsonl")
-    config = _read_config(path / ".hydra" / "config.yaml")
+    config = _read_mapping(path / ".hydra" / "config.yaml", yaml.safe_load, yaml.YAMLError)
     task = (config.get("dataset") or {}).get("name")
     if not task:
         raise RunFileError(f"{path / '.hydra' / 'config.yaml'}: no dataset.name")
