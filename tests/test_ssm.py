@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from s5lra.ssm import METHODS, S5SSM, hippo_init, linear_recurrence
+from s5lra.ssm import METHODS, S5SSM, SSMConfig, hippo_init, linear_recurrence
 from s5lra.ssm import apply_s5 as _apply_s5
 from s5lra.ssm.init import init_B
 
@@ -63,8 +63,8 @@ def ref_s5(params, u, *, conj_sym, bidirectional, discretization, clip_eigs, ste
 
 
 def make_params(key, h=6, state_size=8, blocks=2, conj_sym=True, bidirectional=True, C_init="lecun_normal"):
-    layer = S5SSM(d_model=h, state_size=state_size, blocks=blocks, conj_sym=conj_sym,
-                  bidirectional=bidirectional, C_init=C_init)
+    layer = S5SSM(SSMConfig(state_size=state_size, blocks=blocks, conj_sym=conj_sym,
+                  bidirectional=bidirectional, C_init=C_init), h)
     params = layer.init(key, jnp.zeros((3, h)))["params"]
     # Spread the time steps and push some eigenvalues to the unstable side so clip_eigs matters.
     params = dict(params)
@@ -141,7 +141,7 @@ def test_B_init_is_vinv_times_lecun_normal_real_matrix():
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_parameter_names_and_shapes(C_init, bidirectional):
     h, state_size = 32, 64
-    layer = S5SSM(d_model=h, state_size=state_size, blocks=4, bidirectional=bidirectional, C_init=C_init)
+    layer = S5SSM(SSMConfig(state_size=state_size, blocks=4, bidirectional=bidirectional, C_init=C_init), h)
     params = layer.init(jax.random.key(0), jnp.zeros((5, h)))["params"]
     n = state_size // 2
     shapes = {k: v.shape for k, v in params.items()}
@@ -158,7 +158,7 @@ def test_parameter_names_and_shapes(C_init, bidirectional):
 
 
 def test_bidirectional_C_draws_are_independent():
-    layer = S5SSM(d_model=8, state_size=16, bidirectional=True)
+    layer = S5SSM(SSMConfig(state_size=16, bidirectional=True), 8)
     c = layer.init(jax.random.key(0), jnp.zeros((5, 8)))["params"]["C"]
     assert not np.allclose(c[:, :8], c[:, 8:])
 
@@ -278,8 +278,8 @@ def test_linear_recurrence_unknown_method():
 @pytest.mark.parametrize("discretization", ["zoh", "bilinear"])
 @pytest.mark.parametrize("conj_sym", [True, False])
 def test_step_mode_equals_parallel(discretization, conj_sym):
-    layer = S5SSM(d_model=6, state_size=8, blocks=2, conj_sym=conj_sym, bidirectional=False,
-                  discretization=discretization)
+    layer = S5SSM(SSMConfig(state_size=8, blocks=2, conj_sym=conj_sym, bidirectional=False,
+                  discretization=discretization), 6)
     u = jnp.asarray(np.random.default_rng(4).normal(size=(2, 25, 6)), jnp.float32)
     variables = layer.init(jax.random.key(8), u)
     y = layer.apply(variables, u)
@@ -292,7 +292,7 @@ def test_step_mode_equals_parallel(discretization, conj_sym):
 
 
 def test_step_mode_refuses_bidirectional():
-    layer = S5SSM(d_model=4, state_size=4, bidirectional=True)
+    layer = S5SSM(SSMConfig(state_size=4, bidirectional=True), 4)
     variables = layer.init(jax.random.key(0), jnp.zeros((3, 4)))
     with pytest.raises(ValueError, match="bidirectional=false"):
         layer.apply(variables, jnp.zeros((2,), jnp.complex64), jnp.zeros((4,)), method=S5SSM.step)
@@ -345,9 +345,11 @@ def test_pallas_kernels_lower_to_triton_for_cuda():
 
 @pytest.mark.parametrize("backend,expected", [("cpu", "sequential"), ("gpu", "pallas"), ("tpu", "associative")])
 def test_auto_method_per_backend(monkeypatch, backend, expected):
-    from s5lra.ssm import recurrence
+    from s5lra.ssm import recurrence, selfcheck
 
     monkeypatch.setattr(recurrence.jax, "default_backend", lambda: backend)
+    if backend == "gpu":  # as when the kernel passed its self-check (tests/test_gpu_selfcheck.py)
+        monkeypatch.setattr(selfcheck, "gpu_scan", lambda: "pallas")
     assert recurrence.resolve_method("auto") == expected
     if backend == "gpu":  # a time-varying decay cannot use the kernel: auto takes the associative scan
         a, b = jnp.full((3, 10, 4), 0.5 + 0j), jnp.ones((3, 10, 4), jnp.complex64)

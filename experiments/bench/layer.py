@@ -9,8 +9,8 @@ Forward and forward+backward wall time (median of --repeats after a warm-up, met
 repeat), compile time, and XLA's temporary-buffer size for the fwd+bwd program (a deterministic proxy for peak
 memory on any backend). With --scan, also the recurrence alone on the shape's (B, L, P') states, one direction:
 its achieved bandwidth counts the ideal traffic (forward: read Bu, write x, 16 bytes per complex state;
-forward+backward: 40, performance.md) against the measured bandwidth of an elementwise copy of the same size.
-Prints tables and writes JSON (--out).
+forward+backward: 40, docs/performance.md §2 "The GPU floor") against the measured bandwidth of an elementwise
+copy of the same size. Prints tables and writes JSON (--out).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from s5lra.ssm import S5SSM, apply_s5, linear_recurrence
+from s5lra.ssm import S5SSM, SSMConfig, apply_s5, linear_recurrence
 from s5lra.ssm.layer import discretize
 from table import print_table, speedup
 
@@ -87,7 +87,7 @@ def timed(fn, *args):
 
 
 def bench_shape(name, batch, length, h, p, j, methods, repeats):
-    layer = S5SSM(d_model=h, state_size=p, blocks=j, bidirectional=True)
+    layer = S5SSM(SSMConfig(state_size=p, blocks=j, bidirectional=True), h)
     params = layer.init(jax.random.key(0), jnp.zeros((2, h)))["params"]
     u = jax.random.normal(jax.random.key(1), (batch, length, h), jnp.float32)
     built = {m: build(m, params, u) for m in methods}

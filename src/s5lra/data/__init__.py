@@ -6,7 +6,7 @@
         ...                                        # dict of NumPy arrays: inputs, lengths, labels, weights
 """
 
-from s5lra.data.errors import DataError
+from s5lra.errors import DataError
 from s5lra.data.iterator import BatchIterator
 from s5lra.data.tasks import TASKS, Split, TaskData, TaskSpec, load_task
 

@@ -16,7 +16,7 @@ import json
 import sys
 from dataclasses import fields
 
-from s5lra.data.errors import DataError
+from s5lra.errors import DataError
 from s5lra.data.listops_gen import ListOpsSettings
 from s5lra.data.tasks import TASKS
 

@@ -19,7 +19,7 @@ from urllib.request import Request, urlopen
 
 from tqdm import tqdm
 
-from s5lra.data.errors import DataError
+from s5lra.errors import DataError
 
 TIMEOUT_S = 10.0
 BLOCK = 1 << 20

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from s5lra.data.cache import ArrayWriter
-from s5lra.data.errors import DataError
+from s5lra.errors import DataError
 from s5lra.data.paths import find_task_dir
 
 DEFAULTS = {"val_split": "last"}  # last | random

@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from s5lra.data.errors import DataError
+from s5lra.errors import DataError
 from s5lra.data.tasks import Split
 
 

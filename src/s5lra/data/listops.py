@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from s5lra.data import listops_gen
 from s5lra.data.cache import ArrayWriter
-from s5lra.data.errors import DataError
+from s5lra.errors import DataError
 from s5lra.data.paths import find_task_dir
 from s5lra.data.tsv import parse_label, read_rows
 from s5lra.data.vocab import EOS, UNK, build_vocab, token_dtype

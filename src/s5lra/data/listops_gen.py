@@ -27,7 +27,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from s5lra.data.errors import DataError
+from s5lra.errors import DataError
 
 OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
 END = "]"

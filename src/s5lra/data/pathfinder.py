@@ -20,7 +20,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from s5lra.data.cache import ArrayWriter
-from s5lra.data.errors import DataError
+from s5lra.errors import DataError
 from s5lra.data.paths import find_task_dir
 from s5lra.data.tsv import parse_label
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from s5lra.data.errors import DataError
+from s5lra.errors import DataError
 
 RELEASE_PREFIXES = ("", "lra_release", "lra_release/lra_release")
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from s5lra.data import image, listops, pathfinder, retrieval, text
 from s5lra.data.cache import load_or_build
-from s5lra.data.errors import DataError
+from s5lra.errors import DataError
 
 SPLITS = ("train", "val", "test")
 RUNTIME_OPTIONS = ("workers",)  # change how, not what, is built: not part of the cache key

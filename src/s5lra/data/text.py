@@ -13,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from s5lra.data.cache import ArrayWriter
-from s5lra.data.errors import DataError
+from s5lra.errors import DataError
 from s5lra.data.paths import find_task_dir
 from s5lra.data.vocab import EOS, CharCounter, build_vocab, char_table, codepoints, token_dtype
 

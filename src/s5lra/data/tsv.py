@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Iterator
 
-from s5lra.data.errors import DataError
+from s5lra.errors import DataError
 
 
 def read_rows(path: Path, n_cols: int, header: list[str] | None = None) -> Iterator[tuple[int, list[str]]]:

@@ -4,22 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from s5lra.errors import InvalidSetting, check_choice
+from s5lra.ssm.config import SSMConfig
 
-@dataclass
-class SSMConfig:
-    """One S5 layer. `state_size` is the paper's P (before halving for conjugate symmetry)."""
-
-    state_size: int = 64
-    blocks: int = 1
-    conj_sym: bool = True
-    bidirectional: bool = True
-    C_init: str = "lecun_normal"  # trunc_standard_normal | lecun_normal | complex_normal
-    discretization: str = "zoh"  # zoh | bilinear
-    dt_min: float = 1e-3
-    dt_max: float = 0.1
-    clip_eigs: bool = False
-    step_rescale: float = 1.0
-    scan: str = "auto"  # auto | associative | sequential | chunked | checkpointed | pallas
+ACTIVATIONS = ("full_glu", "half_glu1", "half_glu2", "gelu")
+NORMS = ("batch", "layer")
+POOLINGS = ("mean", "last")
 
 
 @dataclass
@@ -40,3 +30,20 @@ class ModelConfig:
     mask_padding: bool = True
     remat: bool = False  # rematerialise each layer in the backward pass (memory for long sequences)
     ssm: SSMConfig = field(default_factory=SSMConfig)
+
+    def check(self) -> None:
+        """Raise InvalidSetting (naming the field; `ssm.` fields prefixed) for a value the model cannot use."""
+        for name in ("n_layers", "d_model"):
+            if getattr(self, name) <= 0:
+                raise InvalidSetting(name, getattr(self, name), "must be positive")
+        if not 0 <= self.dropout < 1:
+            raise InvalidSetting("dropout", self.dropout, "must lie in [0, 1)")
+        if not 0 <= self.bn_momentum <= 1:
+            raise InvalidSetting("bn_momentum", self.bn_momentum, "must lie in [0, 1]")
+        check_choice("norm", self.norm, NORMS)
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("pooling", self.pooling, POOLINGS)
+        try:
+            self.ssm.check()
+        except InvalidSetting as err:
+            raise InvalidSetting(f"ssm.{err.name}", err.value, err.reason) from None

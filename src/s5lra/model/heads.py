@@ -8,7 +8,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-POOLINGS = ("mean", "last")
+from s5lra.errors import check_choice
+from s5lra.model.config import POOLINGS
 
 
 class TokenEncoder(nn.Module):
@@ -26,8 +27,7 @@ class TokenEncoder(nn.Module):
 
 def pool(x, lengths, mode: str):
     """(B, L, H) -> (B, H): mean over the true length, or the last valid position."""
-    if mode not in POOLINGS:
-        raise ValueError(f"model.pooling={mode!r}; expected one of {POOLINGS}")
+    check_choice("mode", mode, POOLINGS)
     length = x.shape[-2]
     if lengths is None:
         lengths = jnp.full(x.shape[:-2], length)

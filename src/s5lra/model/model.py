@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from s5lra.errors import check_choice
 from s5lra.model.block import SequenceBlock
 from s5lra.model.config import ModelConfig
 from s5lra.model.heads import ClassifierHead, RetrievalHead, TokenEncoder, pool
@@ -16,9 +17,10 @@ from s5lra.model.heads import ClassifierHead, RetrievalHead, TokenEncoder, pool
 class S5Model(nn.Module):
     """Sequence classifier (or retrieval dual encoder when `dual`).
 
-    inputs: (B, L) integer tokens when vocab_size is set, else (B, L, D) real features; dual: (B, 2, L)
-    tokens with lengths (B, 2), both documents through the same encoder and stack (stacked as 2B rows, so
-    BatchNorm sees both). Layers are one `nn.scan` over identical blocks, so compile time does not grow with
+    inputs: (B, L) integer tokens when vocab_size is set; (B, L) uint8 pixels when `normalize` = (mean, std) is
+    set (the model takes (x / 255 - mean) / std, so the pixels travel as a quarter of the bytes); else
+    (B, L, D) real features. dual: (B, 2, L) tokens with lengths (B, 2), both documents through the same
+    encoder and stack (stacked as 2B rows, so BatchNorm sees both). Layers are one `nn.scan` over identical blocks, so compile time does not grow with
     depth; their parameters carry a leading n_layers axis.
     """
 
@@ -26,6 +28,7 @@ class S5Model(nn.Module):
     n_classes: int
     vocab_size: int | None = None
     dual: bool = False
+    normalize: tuple[float, float] | None = None
     dtype: Any = jnp.float32  # compute dtype of the non-SSM matmuls ("bf16" precision); params stay f32
 
     @nn.compact
@@ -35,6 +38,9 @@ class S5Model(nn.Module):
         if self.dual:
             inputs = jnp.swapaxes(inputs, 0, 1).reshape(2 * batch, *inputs.shape[2:])
             lengths = jnp.swapaxes(lengths, 0, 1).reshape(2 * batch)
+        if self.normalize is not None:
+            mean, std = self.normalize
+            inputs = ((inputs.astype(jnp.float32) / 255.0 - mean) / std)[..., None]
         if self.vocab_size is not None:
             x = TokenEncoder(self.vocab_size, cfg.d_model, name="encoder")(inputs)
         else:
@@ -60,15 +66,17 @@ PRECISIONS = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
 
 
 def build_model(cfg: ModelConfig, spec, precision: str = "fp32") -> S5Model:
-    """The model for a task; sizes (classes, vocabulary, dual inputs) come from the data's TaskSpec.
+    """The model for a task; sizes (classes, vocabulary, dual inputs, pixel normalisation) come from the data's
+    TaskSpec.
 
     precision "bf16" runs the encoder-side GLU and head matmuls in bfloat16 (parameters, norms, the SSM
     projections and the recurrence stay float32/complex64).
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"trainer.precision={precision!r}; expected one of {tuple(PRECISIONS)}")
+    cfg.check()
+    check_choice("precision", precision, PRECISIONS)
+    normalize = getattr(spec, "normalize", None) if spec.vocab_size is None else None
     return S5Model(cfg, n_classes=spec.n_classes, vocab_size=spec.vocab_size, dual=spec.dual,
-                   dtype=PRECISIONS[precision])
+                   normalize=None if normalize is None else tuple(normalize), dtype=PRECISIONS[precision])
 
 
 def count_params(params) -> int:

@@ -40,9 +40,14 @@ def project_input(b_bar, u):
 
 
 def readout(c, x, conj_sym: bool):
-    """2·Re(C~ x) with conjugate symmetry (each state stands for a conjugate pair), else Re(C~ x)."""
-    y = jnp.real(x) @ c[..., 0].T - jnp.imag(x) @ c[..., 1].T
-    return 2.0 * y if conj_sym else y
+    """2·Re(C~ x) with conjugate symmetry (each state stands for a conjugate pair), else Re(C~ x).
+
+    The factor and the sign go on the states, (2·Re x)·C_reᵀ + (−2·Im x)·C_imᵀ: applied to the (…, L, H)
+    output instead, the backward pass makes two extra transposed copies of the output gradient per layer.
+    Scaling by 2 and negating are exact, so the result is the same bit for bit.
+    """
+    scale = 2.0 if conj_sym else 1.0
+    return (scale * jnp.real(x)) @ c[..., 0].T + (-scale * jnp.imag(x)) @ c[..., 1].T
 
 
 def valid_mask(lengths, length: int):

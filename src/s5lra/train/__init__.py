@@ -5,7 +5,7 @@ run_eval.py), which compose `configs/` into these dataclasses.
 """
 
 from s5lra.train.config import EvalConfig, TrainConfig, validate
-from s5lra.train.errors import ConfigError, errors_to_exit
+from s5lra.errors import ConfigError, errors_to_exit
 from s5lra.train.evaluate import evaluate_run, load_run_config
 from s5lra.train.loop import TrainingDiverged, train
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import jax
 import orbax.checkpoint as ocp
 
+from s5lra.errors import CheckpointError
+
 KINDS = ("last", "best")
 
 
@@ -30,10 +32,6 @@ def _leaf_shapes(tree) -> dict:
 def _manager(directory: Path) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True, enable_async_checkpointing=False)
     return ocp.CheckpointManager(directory.absolute(), options=options)
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used for this run."""
 
 
 class Checkpoints:

@@ -12,8 +12,9 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
-from s5lra.model.config import ModelConfig, SSMConfig
-from s5lra.train.errors import ConfigError
+from s5lra.model.config import ModelConfig
+from s5lra.ssm.config import SSMConfig
+from s5lra.errors import ConfigError
 
 __all__ = [
     "DatasetConfig", "EvalConfig", "LoggerConfig", "ModelConfig", "OptimizerConfig", "PathsConfig",

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from s5lra.train import checkpoint
 from s5lra.train.config import EvalConfig, TrainConfig
 from s5lra.train.data import open_task
-from s5lra.train.errors import ConfigError
+from s5lra.errors import ConfigError
 from s5lra.train.loggers import write_json
 from s5lra.train.loop import build, evaluate
 from s5lra.train.sharding import check_batch_size, make_mesh

@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 
 from s5lra.train.config import LoggerConfig
-from s5lra.train.errors import ConfigError
+from s5lra.errors import ConfigError
 
 WANDB_MODES = ("online", "offline", "disabled")
 BACKENDS = ("wandb", "none")

@@ -15,7 +15,7 @@ import jax
 import optax
 
 from s5lra.train.config import OptimizerConfig
-from s5lra.train.errors import ConfigError
+from s5lra.errors import ConfigError
 
 LAMBDA = ("Lambda_re", "Lambda_im")
 SSM_NO_DECAY = {

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from s5lra.train.errors import ConfigError
+from s5lra.errors import ConfigError
 
 AXIS = "data"
 
