@@ -1,4 +1,5 @@
-"""The benchmark scripts run end to end at tiny sizes; the epoch floor reproduces performance.md's arithmetic."""
+"""The benchmark scripts run end to end at tiny sizes; the epoch floor reproduces the arithmetic of
+docs/performance.md, section 2 "The GPU floor"."""
 
 import json
 import sys
@@ -14,7 +15,8 @@ import train_step  # noqa: E402
 
 def test_epoch_floor_matches_the_reference_path_x_figure():
     row = epoch_floor.floor("pathx", bandwidth_gbps=3000)
-    # performance.md: B·L·(88·P'·D + 28·H) bytes per layer ≈ 27 ms per Path-X step at 3.0 TB/s
+    # docs/performance.md §2 "The GPU floor": B·L·(88·P'·D + 28·H) bytes per layer
+    # ≈ 27 ms per Path-X step at 3.0 TB/s
     assert row["step_gb"] == pytest.approx(32 * 16384 * 6 * (88 * 128 * 2 + 28 * 128) / 1e9)
     assert 26 < row["step_ms"] < 29
     steps = (160_000 + 0.4 * 40_000) / 32

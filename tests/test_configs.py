@@ -12,7 +12,7 @@ from s5lra.train.config import register_configs
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
-# reference/s5-model.md section 6 (the official run scripts)
+# docs/s5.md, section 9 "Paper settings per task" (the official run scripts)
 PAPER = {
     #            L  H    P    J   batch ep   ssm_lr  lr      wd    drop  groups            dt_g   C_init                   act          dt_min bn    clip   warm seed
     "listops":   (8, 128, 16, 8, 50, 40, 1e-3, 3e-3, 0.04, 0.0, "BfastandCdecay", False, "lecun_normal", "half_glu2", 1e-3, 0.95, False, 1, 6554595),

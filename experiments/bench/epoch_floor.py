@@ -1,11 +1,12 @@
-"""A lower bound on GPU time per epoch for each paper experiment, from performance.md's memory-traffic model.
+"""A lower bound on GPU time per epoch for each paper experiment, from the memory-traffic model of
+docs/performance.md (section 2 "The GPU floor").
 
     python experiments/bench/epoch_floor.py                    # H100: 3.0 TB/s measured copy bandwidth
     python experiments/bench/epoch_floor.py --bandwidth 2000   # another device, in GB/s
 
 An estimate, not a measurement. The S5 layer is memory-bound at the paper's sizes (P' ≈ H), so a training step
 of one layer moves at least B·L·(88·P'·D + 28·H) bytes for forward + backward (complex64 states, D directions,
-XLA matmuls around an ideal scan: performance.md), and evaluation moves 16/40 of that per example (the ideal
+XLA matmuls around an ideal scan: docs/performance.md §2), and evaluation moves 16/40 of that per example (the ideal
 scan's forward share). Everything else (encoder, pooling, optimizer, input pipeline, launch gaps) is left out,
 so a real epoch takes longer; the reference's estimate for Path-X is 15-35 ms per step against the 27 ms floor
 this gives. Prints a table and writes JSON (--out).
@@ -21,8 +22,8 @@ from table import print_table
 from train_step import PAPER_LEN, load_config
 
 TASKS = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")
-# (train, val + test) examples of the standard splits (lra-data.md; retrieval: pairs, held-out ≈ 18.1k + 17.4k;
-# text: val is the test split, as in LRA).
+# (train, val + test) examples of the standard splits (docs/data.md, section 4 "Splits"; retrieval: pairs,
+# held-out ≈ 18.1k + 17.4k; text: val is the test split, as in LRA).
 SPLIT_SIZES = {
     "listops": (96_000, 4_000),
     "text": (25_000, 25_000),

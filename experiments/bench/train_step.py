@@ -37,7 +37,8 @@ from s5lra.train.steps import init_state, make_train_step
 from table import print_table, speedup
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-# Vocabulary sizes of the token tasks under the standard tokenisation (lra-data.md); pixel tasks have none.
+# Vocabulary sizes of the token tasks under the standard tokenisation (docs/data.md, section 3 "Tokenisation");
+# pixel tasks have none.
 VOCAB = {"listops": 18, "text": 135, "retrieval": 98}
 CLASSES = {"listops": 10, "image": 10}
 VARIANTS = {

@@ -2,9 +2,9 @@
 
     python experiments/data/bench_data.py [--out experiments/data/results.json] [--quick]
 
-Compares the generated ListOps with the reference statistics of LRA's generator (reference/lra-data.md §3)
-and the iterator's Path-X batch rate with the training-step budget (reference/performance.md: 11 ms floor,
-15-35 ms estimated per step of 32 x 16384 on an H100).
+Compares the generated ListOps with the reference statistics of LRA's generator (docs/data.md, section 8
+"Reference statistics") and the iterator's Path-X batch rate with the training-step budget (docs/performance.md,
+section 2 "The GPU floor": 11 ms floor, 15-35 ms estimated per step of 32 x 16384 on an H100).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The published numbers every report is measured against (reference/s5-model.md, section 6).
+"""The published numbers every report is measured against (docs/s5.md, section 9 "Paper settings per task").
 
 Kept in one place so the table, the plots and the README quote the same figures.
 """
