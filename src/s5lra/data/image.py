@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from s5lra.data import tfds
 from s5lra.data.cache import ArrayWriter
 from s5lra.errors import DataError
 from s5lra.data.paths import find_task_dir
 
-DEFAULTS = {"val_split": "last"}  # last | random
+DEFAULTS = {"val_split": "last", "source": "archive", "tfds_dir": None}  # last | random; archive | tfds
 N_CLASSES = 10
 SIDE = 32
 NORMALIZE = (122.6 / 255, 61.0 / 255)
@@ -27,11 +28,15 @@ SPLIT_SEED = 42
 
 
 def locate(root: Path, options: dict) -> Path:
+    if tfds.wanted(options):
+        return tfds.locate(options, tfds.CIFAR10)
     return find_task_dir(root, ["cifar-10-batches-py", "cifar/cifar-10-batches-py"], "data_batch_1",
                          f"s5lra-data download cifar10 --root {root} (the cifar-10-python.tar.gz archive, extracted)")
 
 
 def sources(folder: Path, options: dict) -> list[Path]:
+    if tfds.wanted(options):
+        return [folder]
     return [folder / name for name in TRAIN_FILES + TEST_FILES]
 
 
@@ -64,17 +69,24 @@ def _read(folder: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
+def _read_split(folder: Path, options: dict, split: str) -> tuple[np.ndarray, np.ndarray]:
+    if tfds.wanted(options):
+        rgb, labels = tfds.cifar10(folder, split, options)
+        return luma(rgb), labels
+    return _read(folder, TRAIN_FILES if split == "train" else TEST_FILES)
+
+
 def build(folder: Path, options: dict, out: ArrayWriter) -> dict:
     if options["val_split"] not in ("last", "random"):
         raise DataError(f"val_split={options['val_split']!r}: expected 'last' or 'random'")
-    pixels, labels = _read(folder, TRAIN_FILES)
+    pixels, labels = _read_split(folder, options, "train")
     n_val = len(pixels) // 10
     order = np.arange(len(pixels))
     if options["val_split"] == "random":
         order = np.random.default_rng(SPLIT_SEED).permutation(len(pixels))
     parts = {"train": np.sort(order[: len(order) - n_val]), "val": np.sort(order[len(order) - n_val:])}
     splits = {split: (pixels[idx], labels[idx]) for split, idx in parts.items()}
-    splits["test"] = _read(folder, TEST_FILES)
+    splits["test"] = _read_split(folder, options, "test")
     for split, (x, y) in splits.items():
         out.put(split, "inputs", x)
         out.put(split, "lengths", np.full(len(x), x.shape[1], np.int32))

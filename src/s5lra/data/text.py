@@ -12,23 +12,28 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from s5lra.data import tfds
 from s5lra.data.cache import ArrayWriter
 from s5lra.errors import DataError
 from s5lra.data.paths import find_task_dir
 from s5lra.data.vocab import EOS, CharCounter, build_vocab, char_table, codepoints, token_dtype
 
-DEFAULTS = {"max_len": 4096, "min_freq": 15}
+DEFAULTS = {"max_len": 4096, "min_freq": 15, "source": "archive", "tfds_dir": None}  # source: archive | tfds
 N_CLASSES = 2
 CLASSES = ("neg", "pos")  # label 0, 1
 SPLITS = ("train", "test")
 
 
 def locate(root: Path, options: dict) -> Path:
+    if tfds.wanted(options):
+        return tfds.locate(options, tfds.IMDB)
     return find_task_dir(root, ["aclImdb", "imdb/aclImdb"], "train",
                          f"s5lra-data download imdb --root {root} (the aclImdb_v1.tar.gz archive, extracted)")
 
 
 def sources(folder: Path, options: dict) -> list[Path]:
+    if tfds.wanted(options):
+        return [folder]
     return [folder / split / c for split in SPLITS for c in CLASSES]
 
 
@@ -52,7 +57,8 @@ def _read_split(folder: Path, split: str) -> tuple[list[str], np.ndarray]:
 
 def build(folder: Path, options: dict, out: ArrayWriter) -> dict:
     max_len, limit = options["max_len"], options["max_len"] - 1
-    data = {split: _read_split(folder, split) for split in SPLITS}
+    data = {split: tfds.imdb(folder, split, options) if tfds.wanted(options) else _read_split(folder, split)
+            for split in SPLITS}
     counter = CharCounter()
     for text in data["train"][0]:
         counter.add(codepoints(text, limit))
