@@ -1,5 +1,6 @@
 """Image (CIFAR-10 pickles) and Pathfinder/Path-X (PNGs + text or .npy metadata) readers on small fixtures."""
 
+import os
 import pickle
 
 import numpy as np
@@ -88,7 +89,8 @@ def test_pathfinder_text_and_binary_metadata_empty_png_and_split(tmp_path):
     data = load_task("pathfinder", tmp_path, workers=1)
     assert data.skipped == {"unreadable_images": 1}
     sizes = {s: len(data.splits[s]) for s in ("train", "val", "test")}
-    assert sizes == {"train": 9, "val": 1, "test": 1}  # 11 readable, int(0.1 * 11) = 1
+    # 12 listed: int(0.1 * 12) = 1 each for val and test; the empty PNG is dropped from its split (train)
+    assert sizes == {"train": 9, "val": 1, "test": 1}
     seen = []
     for split in data.splits.values():
         x = np.asarray(split.inputs)
@@ -145,3 +147,46 @@ def test_generator_to_reader_round_trip(tmp_path):
     assert max(int(np.asarray(s.inputs).max()) for s in data.splits.values()) == 255  # markers at full intensity
     with pytest.raises(DataError, match="unknown key"):
         load_task("pathfinder", tmp_path, generate={"count": 3})
+
+
+def _members(data):
+    """Split -> sorted pixel values (image k is all k, so the value names the image)."""
+    return {s: sorted(np.asarray(data.splits[s].inputs)[:, 0].tolist()) for s in ("train", "val", "test")}
+
+
+def test_pathfinder_splits_do_not_depend_on_which_images_are_readable(tmp_path):
+    folder = write_pathfinder(tmp_path, per_batch=15)  # 30 listed: 24/3/3, sample 2 of batch 0 (k=2) empty
+    Image.fromarray(np.full((32, 32), 2, np.uint8), "L").save(folder / "imgs" / "0" / "sample_2.png")
+    readable = _members(load_task("pathfinder", tmp_path, workers=1))
+    assert {s: len(v) for s, v in readable.items()} == {"train": 24, "val": 3, "test": 3}
+    (folder / "imgs" / "0" / "sample_2.png").write_bytes(b"")  # the release's empty PNG
+    (folder / "imgs" / "1" / "sample_4.png").write_bytes(b"not a png")
+    damaged = load_task("pathfinder", tmp_path, workers=1)
+    assert damaged.skipped == {"unreadable_images": 2}
+    # every image stays in its split; the two unreadable ones (k=2, k=19) just leave theirs
+    assert _members(damaged) == {s: [k for k in v if k not in (2, 19)] for s, v in readable.items()}
+    other_seed = _members(load_task("pathfinder", tmp_path, workers=1, split_seed=0))
+    assert other_seed != _members(damaged)
+
+
+@pytest.mark.parametrize("damage", ["empty", "replace", "remove"])
+def test_pathfinder_cache_notices_a_changed_image(tmp_path, damage):
+    folder = write_pathfinder(tmp_path)
+    built = load_task("pathfinder", tmp_path, workers=1)
+    assert built.skipped == {"unreadable_images": 1}
+    image = folder / "imgs" / "1" / "sample_3.png"
+    if damage == "empty":
+        image.write_bytes(b"")
+    elif damage == "replace":  # same size, other pixels, other mtime
+        size = image.stat().st_size
+        Image.fromarray(np.full((32, 32), 200, np.uint8), "L").save(image)
+        assert image.stat().st_size == size
+        os.utime(image, ns=(1, 1))
+    else:
+        image.unlink()
+    again = load_task("pathfinder", tmp_path, workers=1)
+    values = sorted(v for s in again.splits.values() for v in np.asarray(s.inputs)[:, 0].tolist())
+    if damage == "replace":
+        assert again.skipped == {"unreadable_images": 1} and 200 in values and 9 not in values
+    else:
+        assert again.skipped == {"unreadable_images": 2} and 9 not in values

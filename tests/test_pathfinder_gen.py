@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from s5lra.data import DataError
+from s5lra.data import pathfinder_gen
 from s5lra.data import pathfinder_sprites as ps
 from s5lra.data.pathfinder_gen import (CHUNK, add_distractors, generate_chunk, generate_pathfinder, lra_params,
                                        render, sample_target_pairs, save_contact_sheet)
@@ -172,13 +174,37 @@ def test_deterministic_and_independent_of_workers(tmp_path):
     assert _digest(a) == _digest(b) != _digest(c)
 
 
-def test_resume_skips_finished_batches(tmp_path):
-    folder = generate_pathfinder(tmp_path, n=6, batch_size=3, workers=1, progress=False)
+def test_interrupted_run_is_invisible_and_resumes(tmp_path, monkeypatch):
+    reference = generate_pathfinder(tmp_path / "ref", n=6, batch_size=3, workers=1, progress=False)
+    write_metadata = pathfinder_gen._write_metadata
+
+    def interrupted_after_batch_0(folder, p, batch, batch_size, rows):
+        if batch == 1:
+            raise KeyboardInterrupt
+        write_metadata(folder, p, batch, batch_size, rows)
+
+    monkeypatch.setattr(pathfinder_gen, "_write_metadata", interrupted_after_batch_0)
+    with pytest.raises(KeyboardInterrupt):
+        generate_pathfinder(tmp_path / "run", n=6, batch_size=3, workers=1, progress=False)
+    final = tmp_path / "run" / "pathfinder32" / "curv_contour_length_14"
+    staged = final.with_name(".curv_contour_length_14.partial")
+    assert not final.exists()  # nothing a reader could take for a (smaller) dataset
+    assert sorted(p.name for p in (staged / "metadata").iterdir()) == ["0.npy"]
+    monkeypatch.setattr(pathfinder_gen, "_write_metadata", write_metadata)
+    assert generate_pathfinder(tmp_path / "run", n=6, batch_size=3, workers=1, progress=False) == final
+    assert _digest(final) == _digest(reference) and not staged.exists()
+
+
+def test_existing_folder_kept_for_same_settings_refused_for_others(tmp_path):
+    folder = generate_pathfinder(tmp_path, n=3, batch_size=3, workers=1, progress=False)
     before = _digest(folder)
-    (folder / "metadata" / "1.npy").unlink()
-    (folder / "imgs" / "1" / "sample_2.png").unlink()
-    generate_pathfinder(tmp_path, n=6, batch_size=3, workers=1, progress=False)
+    assert generate_pathfinder(tmp_path, n=3, batch_size=3, workers=1, progress=False) == folder
+    with pytest.raises(DataError, match="--overwrite"):
+        generate_pathfinder(tmp_path, n=4, batch_size=3, workers=1, progress=False)
     assert _digest(folder) == before
+    generate_pathfinder(tmp_path, n=4, batch_size=3, workers=1, progress=False, overwrite=True)
+    assert sorted(p.name for p in (folder / "metadata").iterdir()) == ["0.npy", "1.npy"]
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no staging or old copy left
 
 
 def test_other_resolutions_and_difficulties(tmp_path):

@@ -1,10 +1,16 @@
 """Processed-data cache: compact .npy arrays plus a JSON description, one folder per preprocessing setting.
 
 A folder `<cache_root>/<task>-<key>/` holds `<split>.<field>.npy` and `meta.json` (format version, settings,
-vocabulary, split sizes, skipped inputs, and the size/mtime signature of every source). The key hashes the
-settings, so changing a setting builds a new folder; a changed source rebuilds the folder. Builds happen in a
-temporary sibling folder that is renamed into place only when complete, so a failed or interrupted build
-leaves nothing behind that could be mistaken for a cache. Reads are memory-mapped (Path-X is 3.3 GB).
+vocabulary, split sizes, skipped inputs, truncation counts, and what was read: every source's signature plus
+its content hash). The key hashes the settings, so changing a setting builds a new folder; a changed source
+rebuilds the folder. Every load re-checks the signatures, which cost only `stat` calls: a file's size and
+mtime; for a folder the (path, size, mtime) of every file under it, kept as a count, a byte total and a
+digest (so an image emptied, replaced or removed after the build is noticed; measured cost in data/README.md).
+Content hashes (SHA-256 of the bytes) are computed once, at build time, for files and for folders unless
+the task says its folders are too big to read twice (Pathfinder's images: their listing stands in for them).
+Builds happen in a temporary sibling folder renamed into place only when complete (`atomic.building`), so a
+failed or interrupted build leaves nothing behind that could be mistaken for a cache. Reads are
+memory-mapped (Path-X is 3.3 GB).
 """
 
 from __future__ import annotations
@@ -12,14 +18,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-FORMAT_VERSION = 1
+from s5lra.data.atomic import building
+from s5lra.errors import DataError
+
+# 2: content hashes and truncation counts in meta.json; Pathfinder splits assigned by path, not by position
+FORMAT_VERSION = 2
+HASH_BLOCK = 1 << 20
+CONTENT_KEY = "sha256"  # the one field of a source entry that is not re-checked on load
 
 
 class ArrayWriter:
@@ -47,18 +57,74 @@ def settings_key(task: str, settings: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def _folder_files(folder: Path) -> list[tuple[str, os.stat_result]]:
+    """(path relative to `folder`, stat) of every file under it, sorted by path."""
+    found = []
+    stack = [folder]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=True):
+                    stack.append(Path(entry.path))
+                else:
+                    found.append((os.path.relpath(entry.path, folder), entry.stat()))
+    return sorted(found, key=lambda item: item[0])
+
+
+def _digest(lines) -> str:
+    h = hashlib.sha256()
+    for line in lines:
+        h.update(line.encode("utf-8", "surrogateescape") + b"\n")
+    return h.hexdigest()
+
+
 def source_signature(root: Path, sources: list[Path]) -> list[dict]:
-    """Size and mtime of each source file; for a folder its mtime and entry count (cheap for 200k PNGs)."""
+    """What every load re-checks: a file's size and mtime; a folder's file count, byte total, a digest of
+    (path, size, mtime) of every file in it (`stat_sha256`) and the same without mtimes (`listing_sha256`,
+    which survives a copy to another machine)."""
     signature = []
     for path in sources:
-        stat = path.stat()
-        entry = {"path": os.path.relpath(path, root), "mtime_ns": stat.st_mtime_ns}
-        if path.is_dir():
-            entry["entries"] = len(os.listdir(path))
-        else:
-            entry["bytes"] = stat.st_size
-        signature.append(entry)
+        rel = os.path.relpath(path, root)
+        try:
+            if path.is_dir():
+                files = _folder_files(path)
+                signature.append({
+                    "path": rel, "files": len(files), "bytes": sum(s.st_size for _, s in files),
+                    "stat_sha256": _digest(f"{p}\t{s.st_size}\t{s.st_mtime_ns}" for p, s in files),
+                    "listing_sha256": _digest(f"{p}\t{s.st_size}" for p, s in files)})
+            else:
+                stat = path.stat()
+                signature.append({"path": rel, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+        except FileNotFoundError:
+            raise DataError(f"{path}: file not found (a source of this task; restore it or get the data again)") \
+                from None
     return signature
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(HASH_BLOCK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def with_content_hashes(root: Path, signature: list[dict], folders: bool = True) -> list[dict]:
+    """The signature with each source's SHA-256 added: of a file's bytes; of a folder's (path, file SHA-256)
+    list when `folders` is set (else a folder is identified by its listing alone)."""
+    out = []
+    for entry in signature:
+        path = root / entry["path"]
+        if "files" not in entry:
+            entry = {**entry, CONTENT_KEY: _file_sha256(path)}
+        elif folders:
+            entry = {**entry, CONTENT_KEY: _digest(f"{p}\t{_file_sha256(path / p)}" for p, _ in _folder_files(path))}
+        out.append(entry)
+    return out
+
+
+def _checked(entries: list[dict]) -> list[dict]:
+    return [{k: v for k, v in e.items() if k != CONTENT_KEY} for e in entries]
 
 
 def _read_meta(folder: Path) -> dict | None:
@@ -80,43 +146,23 @@ def load_or_build(
     sources: list[Path],
     build: Callable[[ArrayWriter], dict],
     rebuild: bool = False,
+    hash_folders: bool = True,
 ) -> tuple[Path, dict, dict[str, np.ndarray]]:
     """Return (folder, meta, arrays by "<split>.<field>"), building the folder first if it is missing,
     stale (sources changed) or `rebuild` is set. `build(writer)` writes the arrays and returns the
-    task's description (it goes into meta.json); any exception removes the partial build."""
+    task's description (it goes into meta.json); any exception removes the partial build.
+    hash_folders: whether source folders get a content hash (see `with_content_hashes`)."""
     folder = cache_root / f"{task}-{settings_key(task, settings)}"
     signature = source_signature(data_root, sources)
     meta = _read_meta(folder)
-    if meta is not None and not rebuild and meta.get("sources") == signature:
+    if meta is not None and not rebuild and _checked(meta.get("sources", [])) == signature:
         return folder, meta, _open(folder, meta)
 
-    cache_root.mkdir(parents=True, exist_ok=True)
-    tmp = cache_root / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with building(folder) as tmp:
         writer = ArrayWriter(tmp)
         described = build(writer)
-        meta = {"format": FORMAT_VERSION, "task": task, "settings": settings, "sources": signature,
-                "arrays": writer.names, **described}
+        meta = {"format": FORMAT_VERSION, "task": task, "settings": settings,
+                "sources": with_content_hashes(data_root, signature, hash_folders), "arrays": writer.names,
+                **described}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        _replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder, meta, _open(folder, meta)
-
-
-def _replace(tmp: Path, folder: Path) -> None:
-    """Move the finished build into place; an older folder is renamed aside first, then deleted."""
-    old = None
-    if folder.exists():
-        old = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:8]}")
-        os.rename(folder, old)
-    try:
-        os.rename(tmp, folder)
-    except OSError:
-        if _read_meta(folder) is None:  # not a concurrent build that won the race
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -7,18 +7,24 @@
     s5lra-data stats TASK --root DIR [--json]
 
 User errors (bad or missing data, bad settings) print one line naming the file/line or key and exit with 2.
+`generate` refuses a non-empty output folder unless --overwrite. Ctrl-C and SIGTERM stop the worker processes
+and leave nothing half-written where readers look (exit 130 / 143).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from dataclasses import fields
 
-from s5lra.errors import DataError
 from s5lra.data.listops_gen import ListOpsSettings
 from s5lra.data.tasks import TASKS
+from s5lra.data.workers import sigterm_as_interrupt
+from s5lra.errors import DataError
+
+OVERWRITE_HELP = "replace the output folder if it is not empty (the new one replaces it only once complete)"
 
 
 def _value(text: str):
@@ -50,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     for f in fields(ListOpsSettings):
         listops.add_argument("--" + f.name.replace("_", "-"), type=int, default=f.default)
     listops.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    listops.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     pathfinder = kinds.add_parser("pathfinder", help="Pathfinder/Path-X images (Linsley et al.'s generator)")
     pathfinder.add_argument("--root", default="data")
     pathfinder.add_argument("--resolution", type=int, choices=(32, 64, 128, 256), default=32)
@@ -58,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     pathfinder.add_argument("--seed", type=int, default=0)
     pathfinder.add_argument("--workers", type=int, default=None)
     pathfinder.add_argument("--batch-size", type=int, default=None, help="images per imgs/<batch> folder")
+    pathfinder.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
     download = commands.add_parser("download", help="fetch and extract a canonical archive")
     download.add_argument("archive", choices=("lra", "imdb", "cifar10"))
@@ -85,13 +93,13 @@ def _run(args: argparse.Namespace) -> None:
         from s5lra.data.listops_gen import generate_listops
 
         settings = ListOpsSettings(**{f.name: getattr(args, f.name) for f in fields(ListOpsSettings)})
-        print(generate_listops(args.root, settings, workers=args.workers))
+        print(generate_listops(args.root, settings, workers=args.workers, overwrite=args.overwrite))
     elif args.command == "generate":
         from s5lra.data.pathfinder_gen import generate_pathfinder
 
         extra = {"batch_size": args.batch_size} if args.batch_size else {}
         print(generate_pathfinder(args.root, resolution=args.resolution, difficulty=args.difficulty, n=args.n,
-                                  seed=args.seed, workers=args.workers, **extra))
+                                  seed=args.seed, workers=args.workers, overwrite=args.overwrite, **extra))
     elif args.command == "download":
         from s5lra.data.download import download
 
@@ -117,13 +125,17 @@ def _run(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        _run(args)
+        with sigterm_as_interrupt():
+            _run(args)
     except DataError as e:
         print(f"s5lra-data: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("s5lra-data: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"s5lra-data: interrupted ({signal.Signals(signum).name}); workers stopped, nothing half-written "
+              f"left in place (a Pathfinder run keeps its finished batches in .<folder>.partial and resumes from "
+              f"them)", file=sys.stderr)
+        return 128 + signum
     return 0
 
 

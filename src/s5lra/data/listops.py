@@ -2,7 +2,8 @@
 
 LRA's tokeniser drops non-alphanumeric characters, so `]` becomes `X` and parentheses vanish; tokens are
 the whitespace-separated words, truncated to max_len - 1 and followed by `<eos>`. The vocabulary comes from
-the training split (18 entries on the release).
+the training split (18 entries on the release), or is the run's own when given (`vocab.require_symbols`).
+Per split the build counts the examples max_len truncated and the longest untruncated length (with `<eos>`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from s5lra.data.cache import ArrayWriter
 from s5lra.errors import DataError
 from s5lra.data.paths import find_task_dir
 from s5lra.data.tsv import parse_label, read_rows
-from s5lra.data.vocab import EOS, UNK, build_vocab, token_dtype
+from s5lra.data.vocab import EOS, UNK, build_vocab, require_symbols, token_dtype
 
 SPLITS = ("train", "val", "test")
 DEFAULTS = {"max_len": 2048}
@@ -42,38 +43,50 @@ def sources(folder: Path, options: dict) -> list[Path]:
     return [folder / f"basic_{split}.tsv" for split in SPLITS]
 
 
-def _rows(path: Path, limit: int):
+def _rows(path: Path):
     for lineno, (source, target) in tqdm(read_rows(path, 2, HEADER), desc=path.name, unit="rows", leave=False,
                                          disable=None):
-        yield tokenize(source)[:limit], parse_label(target, N_CLASSES, f"{path}:{lineno}")
+        yield lineno, tokenize(source), parse_label(target, N_CLASSES, f"{path}:{lineno}")
 
 
 def build(folder: Path, options: dict, out: ArrayWriter) -> dict:
     max_len = options["max_len"]
+    limit = max_len - 1
     counts: Counter = Counter()
-    sizes = {}
-    for split in SPLITS:  # first pass: validate every file, count rows and training symbols
-        n = 0
-        for tokens, _ in _rows(folder / f"basic_{split}.tsv", max_len - 1):
+    first_seen: dict[str, str] = {}  # training symbol -> file:line of its first occurrence
+    sizes, truncation = {}, {}
+    for split in SPLITS:  # first pass: validate every file, count rows, truncation and training symbols
+        path = folder / f"basic_{split}.tsv"
+        n = truncated = longest = 0
+        for lineno, tokens, _ in _rows(path):
             if split == "train":
-                counts.update(tokens)
+                known = len(counts)
+                counts.update(tokens[:limit])
+                if len(counts) > known:
+                    for t in tokens[:limit]:
+                        first_seen.setdefault(t, f"{path}:{lineno}")
             n += 1
+            truncated += len(tokens) > limit
+            longest = max(longest, len(tokens) + 1)
         sizes[split] = n
-    vocab = build_vocab(counts)
+        truncation[split] = {"truncated": truncated, "longest": longest}
+    vocab = options.get("vocab") or build_vocab(counts)
+    require_symbols(vocab, counts, 1, first_seen.get)
     ids = {symbol: i for i, symbol in enumerate(vocab)}
     for split in SPLITS:
         n = sizes[split]
         inputs = out.new(split, "inputs", (n, max_len), token_dtype(len(vocab)))
         lengths = np.empty(n, np.int32)
         labels = np.empty(n, np.int32)
-        for i, (tokens, label) in enumerate(_rows(folder / f"basic_{split}.tsv", max_len - 1)):
+        for i, (_, tokens, label) in enumerate(_rows(folder / f"basic_{split}.tsv")):
+            tokens = tokens[:limit]
             inputs[i, : len(tokens)] = [ids.get(t, UNK) for t in tokens]
             inputs[i, len(tokens)] = EOS
             lengths[i] = len(tokens) + 1
             labels[i] = label
         out.put(split, "lengths", lengths)
         out.put(split, "labels", labels)
-    return {"seq_len": max_len, "n_classes": N_CLASSES, "vocab": vocab, "splits": sizes}
+    return {"seq_len": max_len, "n_classes": N_CLASSES, "vocab": vocab, "splits": sizes, "truncation": truncation}
 
 
 def generate(root: Path, options: dict, generate: dict, workers: int | None) -> None:

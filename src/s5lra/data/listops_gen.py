@@ -11,22 +11,24 @@ SM = sum mod 10. Text: the original's nested binary tuples printed with parenthe
 Two deliberate, distribution-preserving speedups: a tree is built directly as its string and value (no
 tuples), and a tree is abandoned as soon as it reaches max_length tokens (it would be rejected anyway).
 Work is cut into shards of at most SHARD examples, shard s drawing from its own stream seeded by (seed, s),
-so the output depends on the seed and counts only, never on the number of workers.
+so the output depends on the seed and counts only, never on the number of workers. The folder is written as a
+temporary sibling and renamed into place when complete (`atomic.building`); workers stop with the parent.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import random
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 from tqdm import tqdm
 
+from s5lra.data.atomic import building
+from s5lra.data.workers import worker_pool
 from s5lra.errors import DataError
 
 OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
@@ -117,6 +119,10 @@ def generate_shard(settings: ListOpsSettings, shard: int, n: int) -> list[tuple[
     return out
 
 
+def _shard_task(args: tuple) -> list[tuple[str, int]]:
+    return generate_shard(*args)
+
+
 def generate_examples(settings: ListOpsSettings, workers: int | None = None,
                       progress: bool = True) -> list[tuple[str, int]]:
     """All examples (train, then val, then test), distinct, deterministic in the settings."""
@@ -126,15 +132,14 @@ def generate_examples(settings: ListOpsSettings, workers: int | None = None,
     seen: set[str] = set()
     next_shard = 0
     bar = tqdm(total=total, desc="listops", unit="ex", disable=None if progress else True)
-    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 and total > SHARD else None
-    try:
+    parallel = workers > 1 and total > SHARD
+    with bar, (worker_pool(workers) if parallel else contextlib.nullcontext()) as pool:
         while len(examples) < total:
             missing = total - len(examples)
             sizes = [min(SHARD, missing - i) for i in range(0, missing, SHARD)]
-            shards = range(next_shard, next_shard + len(sizes))
+            tasks = [(settings, next_shard + i, size) for i, size in enumerate(sizes)]
             next_shard += len(sizes)
-            args = ([settings] * len(sizes), shards, sizes)
-            results = pool.map(generate_shard, *args) if pool else map(generate_shard, *args)
+            results = pool.imap(_shard_task, tasks) if pool else map(_shard_task, tasks)
             before = len(examples)
             for shard_examples in results:
                 added = len(examples)
@@ -145,43 +150,30 @@ def generate_examples(settings: ListOpsSettings, workers: int | None = None,
                 bar.update(len(examples) - added)
             if len(examples) == before:
                 raise DataError(f"the ListOps settings {settings} admit too few distinct trees")
-    finally:
-        bar.close()
-        if pool:
-            pool.shutdown(cancel_futures=True)
     return examples
 
 
 def generate_listops(root: str | Path, settings: ListOpsSettings | None = None, *,
-                     workers: int | None = None, progress: bool = True) -> Path:
+                     workers: int | None = None, progress: bool = True, overwrite: bool = False) -> Path:
     """Write `<root>/listops-1000/basic_{train,val,test}.tsv` (plus the settings as generator.json).
 
-    Files are written under temporary names and renamed into place only when all are complete."""
+    The folder appears only when complete. A non-empty folder is refused unless `overwrite` is set; then it
+    is replaced, also only once the new one is complete."""
     settings = settings or ListOpsSettings()
     if settings.max_length - settings.min_length < 2 or settings.max_depth < 2 or settings.max_args < 2:
         raise DataError(f"no ListOps tree can satisfy {settings} (need max_length - min_length >= 2, "
                         "max_depth >= 2, max_args >= 2)")
-    examples = generate_examples(settings, workers, progress)
     folder = Path(root).expanduser() / FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
+    if not overwrite and folder.is_dir() and any(folder.iterdir()):
+        raise DataError(f"{folder} is not empty; pass --overwrite (overwrite=True) to replace it, or choose "
+                        f"another --root")
+    examples = generate_examples(settings, workers, progress)
     bounds = [0, settings.n_train, settings.n_train + settings.n_val, len(examples)]
-    tag = f".tmp-{os.getpid()}"
-    written = []
-    try:
+    with building(folder) as tmp:
         for split, lo, hi in zip(SPLITS, bounds, bounds[1:]):
-            path = folder / f"basic_{split}.tsv{tag}"
-            written.append(path)
-            with open(path, "w", newline="") as f:
+            with open(tmp / f"basic_{split}.tsv", "w", newline="") as f:
                 writer = csv.writer(f, delimiter="\t")
                 writer.writerow(["Source", "Target"])
                 writer.writerows(examples[lo:hi])
-        path = folder / (SETTINGS_FILE + tag)
-        written.append(path)
-        path.write_text(json.dumps(asdict(settings), indent=1))
-        for path in written:
-            os.replace(path, path.with_name(path.name[: -len(tag)]))
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
+        (tmp / SETTINGS_FILE).write_text(json.dumps(asdict(settings), indent=1))
     return folder

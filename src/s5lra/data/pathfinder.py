@@ -2,17 +2,23 @@
 
 Metadata files are plain text in the release but binary `.npy` string arrays from the generator; both are
 read (the NumPy magic decides). Rows have 11 fields; [0] folder, [1] file, [3] label. Batches are taken in
-integer order. Images are decoded in parallel over all cores straight into a memory-mapped uint8 array;
-empty or unreadable PNGs are skipped and counted (the release has one). The kept images are split randomly
-80/10/10 with seed 42 (S4/S5's proportions); the model normalises x/255 to [-1, 1] (normalize = (0.5, 0.5)).
+integer order. Images are decoded in parallel over all cores straight into a memory-mapped uint8 array.
+
+Splits (S4/S5's random 80/10/10, seed 42) are assigned to every LISTED image before any is read: images are
+ordered by a hash of (split_seed, path relative to the folder), the first int(0.1 n) of the n listed go to
+val, the next int(0.1 n) to test, the rest to train. Only then are empty or unreadable PNGs dropped (and
+counted; the release has one), so an unreadable image removes itself from its split and moves nothing else.
+A folder written by our generator also holds generator.json; its image count must match the metadata (an
+incomplete folder is refused). The model normalises x/255 to [-1, 1] (normalize = (0.5, 0.5)).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import logging
 import os
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +26,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from s5lra.data.cache import ArrayWriter
-from s5lra.errors import DataError
 from s5lra.data.paths import find_task_dir
 from s5lra.data.tsv import parse_label
+from s5lra.data.workers import worker_pool
+from s5lra.errors import DataError
 
 DEFAULTS = {"resolution": 32, "difficulty": "hard", "split_seed": 42}
 PATHX = {"resolution": 128, "difficulty": "hard"}
@@ -33,6 +40,8 @@ N_FIELDS = 11
 NORMALIZE = (0.5, 0.5)
 CHUNK = 512  # images per decoding task
 NPY_MAGIC = b"\x93NUMPY"
+GENERATOR_FILE = "generator.json"  # written by s5lra.data.pathfinder_gen
+HASH_FOLDERS = False  # 200k images: identified by their (path, size) listing, not read twice
 
 
 def _check(options: dict) -> tuple[int, str]:
@@ -61,7 +70,8 @@ def _batch_files(folder: Path) -> list[Path]:
 
 def sources(folder: Path, options: dict) -> list[Path]:
     imgs = sorted(p for p in (folder / "imgs").glob("*") if p.is_dir()) if (folder / "imgs").is_dir() else []
-    return _batch_files(folder) + imgs
+    generator = [folder / GENERATOR_FILE] if (folder / GENERATOR_FILE).is_file() else []
+    return _batch_files(folder) + generator + imgs
 
 
 def read_metadata(path: Path) -> list[tuple[str, list[str]]]:
@@ -92,7 +102,18 @@ def read_index(folder: Path) -> tuple[list[Path], np.ndarray]:
             labels.append(parse_label(fields[3], N_CLASSES, where))
     if not paths:
         raise DataError(f"{folder / 'metadata'}: empty source (no rows)")
+    _check_complete(folder, len(paths))
     return paths, np.array(labels, np.int32)
+
+
+def _check_complete(folder: Path, rows: int) -> None:
+    try:
+        expected = json.loads((folder / GENERATOR_FILE).read_text())["n"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # not written by our generator (the release): nothing to compare with
+    if rows != expected:
+        raise DataError(f"{folder}: incomplete: {GENERATOR_FILE} asks for {expected} images, the metadata lists "
+                        f"{rows}; generate it again (s5lra-data generate pathfinder ... --overwrite)")
 
 
 def decode_chunk(array_path: str, start: int, paths: list[str], side: int) -> list[int]:
@@ -114,30 +135,32 @@ def decode_chunk(array_path: str, start: int, paths: list[str], side: int) -> li
     return bad
 
 
+def _decode_task(args: tuple) -> list[int]:
+    return decode_chunk(*args)
+
+
 def _decode_all(paths: list[Path], side: int, array_path: Path, workers: int) -> np.ndarray:
     """Fill the (N, side*side) array at array_path; return the mask of readable images."""
     ok = np.ones(len(paths), bool)
     tasks = [(str(array_path), s, [str(p) for p in paths[s:s + CHUNK]], side) for s in range(0, len(paths), CHUNK)]
-    bar = tqdm(total=len(paths), desc=f"pathfinder{side} images", unit="img", disable=None)
-    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 and len(tasks) > 1 else None
-    try:
-        results = pool.map(decode_chunk, *zip(*tasks)) if pool else (decode_chunk(*t) for t in tasks)
+    parallel = workers > 1 and len(tasks) > 1
+    with tqdm(total=len(paths), desc=f"pathfinder{side} images", unit="img", disable=None) as bar, \
+            (worker_pool(workers) if parallel else contextlib.nullcontext()) as pool:
+        results = pool.imap(_decode_task, tasks) if pool else map(_decode_task, tasks)
         for (_, start, chunk, _), bad in zip(tasks, results):
             ok[[start + i for i in bad]] = False
             bar.update(len(chunk))
-    finally:
-        bar.close()
-        if pool:
-            pool.shutdown(cancel_futures=True)
     return ok
 
 
-def split_indices(n: int, seed: int) -> dict[str, np.ndarray]:
-    """Random 80/10/10 (val and test get int(0.1 n) each), each split in source order."""
-    order = np.random.default_rng(seed).permutation(n)
+def split_indices(names: list[str], seed: int) -> dict[str, np.ndarray]:
+    """80/10/10 of the listed images by a stable key of each one's relative path (see the module docstring):
+    val and test get int(0.1 n) each; each split's indices in source order."""
+    keys = [hashlib.sha256(f"{seed}:{name}".encode()).digest()[:8] for name in names]
+    order = np.array(sorted(range(len(names)), key=keys.__getitem__), dtype=np.int64)
+    n = len(names)
     n_val = n_test = int(0.1 * n)
-    n_train = n - n_val - n_test
-    bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, n)}
+    bounds = {"train": (n_val + n_test, n), "val": (0, n_val), "test": (n_val, n_val + n_test)}
     return {split: np.sort(order[lo:hi]) for split, (lo, hi) in bounds.items()}
 
 
@@ -148,13 +171,13 @@ def build(folder: Path, options: dict, out: ArrayWriter) -> dict:
     everything = out.folder / "all_images.npy"
     np.lib.format.open_memmap(everything, mode="w+", dtype=np.uint8, shape=(len(paths), length)).flush()
     ok = _decode_all(paths, side, everything, options.get("workers") or os.cpu_count() or 1)
-    kept = np.flatnonzero(ok)
-    if kept.size == 0:
+    if not ok.any():
         raise DataError(f"{folder}: none of the {len(paths)} images could be read")
     pixels = np.load(everything, mmap_mode="r")
     sizes = {}
-    for split, idx in split_indices(kept.size, options["split_seed"]).items():
-        rows = kept[idx]
+    names = [p.relative_to(folder).as_posix() for p in paths]
+    for split, idx in split_indices(names, options["split_seed"]).items():
+        rows = idx[ok[idx]]  # assigned first, then the unreadable ones dropped
         target = out.new(split, "inputs", (rows.size, length), np.uint8)
         for s in range(0, rows.size, 8192):  # gather in slabs to bound memory
             target[s:s + 8192] = pixels[rows[s:s + 8192]]

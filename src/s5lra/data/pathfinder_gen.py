@@ -12,13 +12,19 @@ and (6) multiprocessing.
 
 Determinism: images are produced in fixed chunks of CHUNK consecutive indices, each with its own RNG
 derived from (seed, resolution, difficulty, chunk index), so the output does not depend on `workers`.
+
+Files: everything is written into a hidden staging sibling `.<difficulty folder>.partial` that is renamed to
+the difficulty folder only when every batch is done, so a reader never sees a half dataset. An interrupted
+run leaves its finished batches there and the same command resumes from them (other settings start over).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
-import multiprocessing as mp
+import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -26,6 +32,10 @@ from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from s5lra.data.atomic import replace_folder
+from s5lra.data.workers import worker_pool
+from s5lra.errors import DataError
 
 from .pathfinder_sprites import (FREE, SEED_BLOCK_LEVEL, SUM_THRESHOLD, Geometry, angle_weights, bytescale,
                                  flip_by_pi, paste, render_marker, translate)
@@ -372,20 +382,37 @@ def _write_metadata(folder: Path, p: PathfinderParams, batch: int, batch_size: i
     _atomic_write(folder / "metadata" / f"{batch}.npy", buf.getvalue())
 
 
+SETTINGS_FILE = "generator.json"
+
+
 def generate_pathfinder(root, *, resolution: int = 32, difficulty: str = "hard", n: int = 1000, seed: int = 0,
-                        workers: int | None = None, batch_size: int = 1000, progress: bool = True) -> Path:
+                        workers: int | None = None, batch_size: int = 1000, progress: bool = True,
+                        overwrite: bool = False) -> Path:
     """Write n Pathfinder images in the LRA release layout and return the difficulty folder.
 
-    ``<root>/pathfinder<R>/<curv_...>/imgs/<batch>/sample_<k>.png`` (8-bit grayscale) and
-    ``metadata/<batch>.npy`` (binary .npy string array of 11-field rows), batch = index // batch_size.
-    Files are written under temporary names and renamed; a batch's metadata is written last, after all
-    its images, so a batch with metadata is complete. Batches whose metadata exists are skipped (resume).
+    ``<root>/pathfinder<R>/<curv_...>/imgs/<batch>/sample_<k>.png`` (8-bit grayscale),
+    ``metadata/<batch>.npy`` (binary .npy string array of 11-field rows), batch = index // batch_size, and
+    ``generator.json`` (these settings). The folder appears only when complete (see the module docstring);
+    a batch's metadata is written last, after all its images, so a staged batch with metadata is complete and
+    a resumed run skips it. A folder already there is kept when it was generated with the same settings,
+    otherwise refused unless `overwrite` (it is then replaced once the new one is complete).
     Output depends on (seed, resolution, difficulty, n) only, not on `workers` (default: all cores).
     """
     p = lra_params(resolution, difficulty)
     if n < 0 or batch_size < 1:
         raise ValueError("n must be >= 0 and batch_size >= 1")
-    folder = Path(root) / f"pathfinder{resolution}" / DIFFICULTIES[difficulty][0]
+    final = Path(root) / f"pathfinder{resolution}" / DIFFICULTIES[difficulty][0]
+    settings = {"resolution": resolution, "difficulty": difficulty, "n": n, "seed": seed, "batch_size": batch_size}
+    if final.is_dir() and any(final.iterdir()) and not overwrite:
+        if _recorded(final) == settings:
+            return final
+        raise DataError(f"{final} already holds Pathfinder data ({_origin(final)}), not {settings}; pass "
+                        f"--overwrite (overwrite=True) to replace it, or choose another --root")
+    folder = final.with_name(f".{final.name}.partial")
+    if folder.exists() and _recorded(folder) != settings:  # a staged run with other settings: start over
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / SETTINGS_FILE).write_text(json.dumps(settings, indent=1))
     n_batches = -(-n // batch_size)
     todo_batches = [b for b in range(n_batches) if not (folder / "metadata" / f"{b}.npy").exists()]
     for b in todo_batches:
@@ -400,9 +427,8 @@ def generate_pathfinder(root, *, resolution: int = 32, difficulty: str = "hard",
     done: dict[int, list] = {b: [] for b in wanted}
     workers = max(1, min(workers or os.cpu_count() or 1, len(tasks) or 1))
     bar = _progress(sum(len(t[3]) for t in tasks), progress, f"pathfinder{resolution} {difficulty}")
-    # spawn, as the other data modules: forking a process that already runs JAX's threads can deadlock.
-    with (mp.get_context("spawn").Pool(workers) if workers > 1 else _InProcess()) as pool:
-        for rows in pool.imap_unordered(_work, tasks):
+    with bar, (worker_pool(workers) if workers > 1 else contextlib.nullcontext()) as pool:
+        for rows in (pool.imap_unordered(_work, tasks) if pool else map(_work, tasks)):
             for row in rows:
                 b = row[0] // batch_size
                 if b in done:
@@ -410,22 +436,20 @@ def generate_pathfinder(root, *, resolution: int = 32, difficulty: str = "hard",
                     if len(done[b]) == wanted[b]:
                         _write_metadata(folder, p, b, batch_size, done.pop(b))
             bar.update(len(rows))
-    bar.close()
-    return folder
+    replace_folder(folder, final)
+    return final
 
 
-class _InProcess:
-    """Pool stand-in for workers=1 (no process start-up, easy profiling)."""
+def _recorded(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / SETTINGS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc):
-        return False
-
-    @staticmethod
-    def imap_unordered(fn, tasks):
-        return map(fn, tasks)
+def _origin(folder: Path) -> str:
+    have = _recorded(folder)
+    return f"generated with {have}" if have else f"no {SETTINGS_FILE}: the LRA release or another generator"
 
 
 def _progress(total: int, enabled: bool, desc: str):

@@ -2,11 +2,15 @@
 
 Each task module provides DEFAULTS (its preprocessing knobs), `locate(root, options)`, `sources(folder,
 options)` and `build(folder, options, writer)`; the generated tasks also `generate(root, options, settings,
-workers)`. Everything else about a task (shape, classes, vocabulary, normalisation) comes from its cache.
+workers)`; a module whose source folders are too big to read twice sets HASH_FOLDERS = False (see
+`cache.with_content_hashes`). Everything else about a task (shape, classes, vocabulary, normalisation,
+truncation, fingerprint) comes from its cache. Data is generated only when `generate` asks for it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +19,9 @@ from types import ModuleType
 import numpy as np
 
 from s5lra.data import image, listops, pathfinder, retrieval, text
-from s5lra.data.cache import load_or_build
+from s5lra.data.cache import load_or_build, settings_key
+from s5lra.data.fingerprint import fingerprint
+from s5lra.data.vocab import check_vocab
 from s5lra.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -80,14 +86,22 @@ class TaskData:
     skipped: dict  # inputs left out while reading, e.g. {"unreadable_images": 1}
     cache_dir: Path
     settings: dict
+    # what identifies the data (JSON-able; compare two with `fingerprint_changes`), see s5lra.data.fingerprint
+    fingerprint: dict = field(default_factory=dict)
+    # per split {"truncated": examples cut by max_len, "longest": longest untruncated length with <eos>}
+    truncation: dict = field(default_factory=dict)
 
 
 def load_task(name: str, root: str | os.PathLike, *, generate: dict | None = None, max_len: int | None = None,
-              cache_dir: str | os.PathLike | None = None, rebuild: bool = False, **options) -> TaskData:
+              cache_dir: str | os.PathLike | None = None, rebuild: bool = False, vocab: list[str] | None = None,
+              **options) -> TaskData:
     """Load task `name` from the data under `root`, building its cache on first use.
 
-    generate: generator settings (listops, pathfinder, pathx); the data is generated first if missing.
+    generate: generator settings (listops, pathfinder, pathx); the data is generated first if missing. Without
+    it nothing is generated: missing data is a DataError saying how to get it.
     max_len: padded sequence length of token tasks (None: the task's standard length).
+    vocab: a run's own vocabulary (id -> symbol, as TaskData.vocab): encode with it instead of the one built
+    from the data (see s5lra.data.vocab; DataError naming file:line when the data holds a symbol it lacks).
     cache_dir: where caches live (default `<root>/cache`). Other options: the task's knobs, see DEFAULTS
     in its module (e.g. min_freq for text, resolution/difficulty for pathfinder); `workers` for builds.
     """
@@ -103,9 +117,22 @@ def load_task(name: str, root: str | os.PathLike, *, generate: dict | None = Non
     folder = task.module.locate(root, options)
     settings = {k: v for k, v in options.items() if k not in RUNTIME_OPTIONS}
     settings["source"] = os.path.relpath(folder, root)
-    cache_folder, meta, arrays = load_or_build(
-        Path(cache_dir).expanduser() if cache_dir else root / "cache", name, settings, root,
-        task.module.sources(folder, options), lambda writer: task.module.build(folder, options, writer), rebuild)
+    cache_root = Path(cache_dir).expanduser() if cache_dir else root / "cache"
+    sources = task.module.sources(folder, options)
+    hash_folders = getattr(task.module, "HASH_FOLDERS", True)
+
+    def load(settings: dict, options: dict):
+        return load_or_build(cache_root, name, settings, root, sources,
+                             lambda writer: task.module.build(folder, options, writer), rebuild, hash_folders)
+
+    cache_folder, meta, arrays = load(settings, options)
+    if vocab is not None:
+        if meta.get("vocab") is None:
+            raise DataError(f"vocab: task {name!r} has no vocabulary (it is an image task); pass vocab=None")
+        vocab = check_vocab(vocab)
+        if vocab != meta["vocab"]:  # the data's own vocabulary differs: a cache encoded with the given one
+            digest = hashlib.sha256(json.dumps(vocab).encode()).hexdigest()[:16]
+            cache_folder, meta, arrays = load({**settings, "vocab_sha256": digest}, {**options, "vocab": vocab})
     return _task_data(name, cache_folder, meta, arrays)
 
 
@@ -136,5 +163,10 @@ def _task_data(name: str, folder: Path, meta: dict, arrays: dict[str, np.ndarray
     spec = TaskSpec(name=name, seq_len=meta["seq_len"], n_classes=meta["n_classes"],
                     vocab_size=len(vocab) if vocab else None,
                     normalize=tuple(normalize) if normalize else None, dual=meta.get("dual", False))
+    truncation = meta.get("truncation") or {s: {"truncated": 0, "longest": spec.seq_len} for s in meta["splits"]}
+    for alias, target in meta.get("aliases", {}).items():
+        truncation[alias] = truncation[target]
     return TaskData(spec=spec, splits={s: splits[s] for s in SPLITS}, vocab=vocab,
-                    skipped=meta.get("skipped", {}), cache_dir=folder, settings=meta["settings"])
+                    skipped=meta.get("skipped", {}), cache_dir=folder, settings=meta["settings"],
+                    fingerprint=fingerprint(meta, settings_key(name, meta["settings"])),
+                    truncation={s: truncation[s] for s in SPLITS})

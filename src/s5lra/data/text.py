@@ -16,7 +16,7 @@ from s5lra.data import tfds
 from s5lra.data.cache import ArrayWriter
 from s5lra.errors import DataError
 from s5lra.data.paths import find_task_dir
-from s5lra.data.vocab import EOS, CharCounter, build_vocab, char_table, codepoints, token_dtype
+from s5lra.data.vocab import EOS, CharCounter, build_vocab, char_table, codepoints, require_symbols, token_dtype
 
 DEFAULTS = {"max_len": 4096, "min_freq": 15, "source": "archive", "tfds_dir": None}  # source: archive | tfds
 N_CLASSES = 2
@@ -62,7 +62,10 @@ def build(folder: Path, options: dict, out: ArrayWriter) -> dict:
     counter = CharCounter()
     for text in data["train"][0]:
         counter.add(codepoints(text, limit))
-    vocab = build_vocab(counter.counter(), options["min_freq"])
+    counts = counter.counter()
+    vocab = options.get("vocab") or build_vocab(counts, options["min_freq"])
+    require_symbols(vocab, counts, options["min_freq"],
+                    lambda c: _first_occurrence(folder, options, [t[:limit] for t in data["train"][0]], c))
     table = char_table(vocab)
     for split, (texts, labels) in data.items():
         inputs = out.new(split, "inputs", (len(texts), max_len), token_dtype(len(vocab)))
@@ -75,5 +78,17 @@ def build(folder: Path, options: dict, out: ArrayWriter) -> dict:
         out.put(split, "lengths", lengths)
         out.put(split, "labels", labels)
     sizes = {split: len(texts) for split, (texts, _) in data.items()}
-    return {"seq_len": max_len, "n_classes": N_CLASSES, "vocab": vocab, "splits": sizes,
+    truncation = {split: {"truncated": sum(len(t) > limit for t in texts), "longest": max(map(len, texts)) + 1}
+                  for split, (texts, _) in data.items()}
+    return {"seq_len": max_len, "n_classes": N_CLASSES, "vocab": vocab, "splits": sizes, "truncation": truncation,
             "aliases": {"val": "test"}}
+
+
+def _first_occurrence(folder: Path, options: dict, texts: list[str], char: str) -> str:
+    """Where the first training review containing `char` is: `file:line` (texts in _read_split's order), or
+    its position in a TFDS source."""
+    i, text = next((i, t) for i, t in enumerate(texts) if char in t)
+    if tfds.wanted(options):
+        return f"{folder}: training review {i}"
+    files = [p for name in CLASSES for p in sorted((folder / "train" / name).glob("*.txt"))]
+    return f"{files[i]}:{text[:text.index(char)].count(chr(10)) + 1}"
