@@ -1,11 +1,13 @@
 """Train: `python run_train.py [experiment=lra/listops] [key=value ...]` (configs/train.yaml).
 
-With no arguments it runs the `demo` experiment. `--cfg job` prints the composed config; `-m` sweeps.
+With no arguments it runs the `demo` experiment. `--cfg job` prints the composed config. `-m` sweeps, on any
+launcher (`hydra/launcher=slurm|local`, configs/hydra/launcher/); one job's failure is recorded in its run
+directory and does not end the sweep, which ends with a summary. The return value, the best validation
+accuracy, is what `hparams_search=lra_optuna` maximises. The job itself: s5lra.train.launch.
 """
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from s5lra.train.config import register_configs
 
@@ -13,12 +15,10 @@ register_configs()
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
-def main(cfg: DictConfig) -> None:
-    from s5lra.train import errors_to_exit, train
+def main(cfg: DictConfig) -> float | None:
+    from s5lra.train.launch import run_job
 
-    with errors_to_exit():
-        train(OmegaConf.to_object(cfg), HydraConfig.get().runtime.output_dir,
-              config_dict=OmegaConf.to_container(cfg, resolve=True))
+    return run_job(cfg)
 
 
 if __name__ == "__main__":

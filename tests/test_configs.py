@@ -1,5 +1,8 @@
 """Hydra configs: every experiment composes and equals the paper's table; the schema rejects bad keys/types."""
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -8,7 +11,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from s5lra.train import ConfigError, TrainConfig, train
-from s5lra.train.config import register_configs
+from s5lra.train.config import register_configs, run_stamp
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -72,8 +75,19 @@ def test_hydra_run_dir_and_no_chdir():
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         hcfg = compose("train", overrides=["experiment=lra/image"], return_hydra_config=True).hydra
     assert hcfg.job.chdir is False
-    assert OmegaConf.to_container(hcfg.run)["dir"].startswith("outputs/${name}/${now:")
+    assert OmegaConf.to_container(hcfg.run)["dir"] == "outputs/${name}/${s5lra_stamp:}"
     assert OmegaConf.to_container(hcfg.sweep)["subdir"] == "${hydra.job.num}"
+
+
+def test_run_directories_of_simultaneous_starts_differ():
+    """Date, time to the millisecond and a random suffix: starts within one millisecond still differ."""
+    stamps = [run_stamp() for _ in range(200)]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d\.\d{3}-[0-9a-f]{4}", s) for s in stamps)
+    assert len(set(stamps)) == len(stamps)
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose("train", return_hydra_config=True)
+    assert cfg.hydra.run.dir == cfg.hydra.run.dir  # one value per composed config (the resolver is cached)
 
 
 @pytest.mark.parametrize("override, words", [
@@ -92,11 +106,31 @@ def test_bad_keys_and_types_name_the_key(override, words):
 def test_bad_values_fail_before_any_data_is_read(tmp_path):
     root = tmp_path / "nothing_here"
     for override, key in [("optimizer.groups=fastB", "optimizer.groups"), ("model.norm=group", "model.norm"),
-                          ("trainer.batch_size=0", "trainer.batch_size"), ("logger.mode=sometimes", "logger.mode")]:
+                          ("trainer.batch_size=0", "trainer.batch_size"), ("logger.mode=sometimes", "logger.mode"),
+                          ("model.ssm.scan=foo", "model.ssm.scan='foo'"),
+                          ("model.ssm.state_size=33", "model.ssm.state_size=33: must divide by blocks"),
+                          ("model.ssm.blocks=3", "model.ssm.state_size=32: must divide by blocks=3"),
+                          ("model.ssm.state_size=6", "model.ssm.state_size=6: state_size/blocks must be even"),
+                          ("model.dropout=1.5", "model.dropout=1.5: must lie in"),
+                          ("dataset.max_len=1", "dataset.max_len=1"), ("dataset.name=mnist", "dataset.name='mnist'"),
+                          ("model.ssm.dt_min=0.5", "model.ssm.dt_min=0.5"),
+                          ("optimizer.lr=0", "optimizer.lr=0"), ("trainer.precision=fp8", "trainer.precision='fp8'"),
+                          ("scheduler.warmup_epochs=50", "scheduler.warmup_epochs=50")]:
         cfg = OmegaConf.to_object(compose_train([override, f"dataset.root={root}", "logger=none"]))
-        with pytest.raises(ConfigError, match=key):
+        with pytest.raises(ConfigError, match=re.escape(key)):
             train(cfg, tmp_path / "run")
-    assert not root.exists()  # nothing generated, nothing read
+    assert not root.exists() and not (tmp_path / "run").exists()  # nothing generated, read or written
+
+
+def test_a_bad_value_is_one_line_on_the_command_line(tmp_path):
+    proc = subprocess.run([sys.executable, str(CONFIGS.parent / "run_train.py"), "model.ssm.scan=foo",
+                           f"paths.data_dir={tmp_path}", "logger=none", f"hydra.run.dir={tmp_path / 'run'}"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: model.ssm.scan='foo': expected one of ['auto', 'associative', 'sequential', 'chunked', "
+        "'checkpointed', 'pallas']")
+    assert "Traceback" not in proc.stderr
 
 
 def test_eval_config_schema():

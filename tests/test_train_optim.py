@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from s5lra.train.config import OptimizerConfig
-from s5lra.train.errors import ConfigError
+from s5lra.errors import ConfigError
 from s5lra.train.optim import make_optimizer, param_labels
 from s5lra.train.schedule import make_schedule
 
@@ -58,7 +58,7 @@ def test_rates_and_decay_per_group():
     """With zero gradients Adam does nothing and AdamW shrinks by rate * weight_decay."""
     p = params()
     cfg = OptimizerConfig(groups="BandCdecay", weight_decay=0.5)
-    tx = make_optimizer(p, cfg, lambda _: 0.1, lambda _: 0.01)
+    tx = make_optimizer(cfg, lambda _: 0.1, lambda _: 0.01)
     updates, _ = tx.update(jax.tree.map(jnp.zeros_like, p), tx.init(p), p)
     ssm = updates["layers"]["ssm"]
     np.testing.assert_allclose(ssm["Lambda_re"], 0.0)
@@ -71,7 +71,7 @@ def test_ssm_group_uses_ssm_lr_and_clipping_is_optional():
     p = params()
     grads = jax.tree.map(lambda x: 100.0 * x, p)
     for clip in (None, 1.0):
-        tx = make_optimizer(p, OptimizerConfig(weight_decay=0.0, grad_clip=clip), lambda _: 0.1, lambda _: 0.01)
+        tx = make_optimizer(OptimizerConfig(weight_decay=0.0, grad_clip=clip), lambda _: 0.1, lambda _: 0.01)
         updates, _ = tx.update(grads, tx.init(p), p)
         # Adam's first step is -lr * sign(g) whatever the scale, so clipping shows only in the state.
         np.testing.assert_allclose(updates["layers"]["ssm"]["Lambda_im"], -0.01, rtol=1e-5)

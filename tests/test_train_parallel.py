@@ -16,7 +16,7 @@ from s5lra.train.config import OptimizerConfig
 from s5lra.train.optim import make_optimizer
 from s5lra.train.schedule import make_schedule
 from s5lra.train.sharding import AXIS, shard_batch
-from s5lra.train.steps import init_state, make_train_step
+from s5lra.train.steps import create_train_state, make_train_step
 from test_train_run import REPO, events, run_inprocess, tiny_overrides
 
 pytestmark = pytest.mark.usefixtures("shared_compilation_cache")
@@ -30,9 +30,8 @@ def losses_on(devices, batches, dropout, scan="auto", compiled=None):
     mesh = Mesh(np.array(devices), (AXIS,))
     schedule = make_schedule(3e-3, steps_per_epoch=4, epochs=2, warmup_epochs=1)
     example = {k: batches[0][k][:1] for k in ("inputs", "lengths")}
-    shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), example["inputs"], example["lengths"]))
-    tx = make_optimizer(shapes["params"], OptimizerConfig(), schedule, schedule)
-    state = init_state(model, tx, example, 0, mesh)
+    tx = make_optimizer(OptimizerConfig(), schedule, schedule)
+    state = create_train_state(model, tx, example, 0, mesh)
     step = make_train_step(model, tx, mesh)
     if compiled is not None:
         compiled.append(step.lower(state, shard_batch(batches[0], mesh)).compile().as_text())

@@ -23,17 +23,14 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from s5lra.model import build_model, count_params
+from s5lra.model import count_params
 from s5lra.train.config import TrainConfig, register_configs
-from s5lra.train.optim import make_optimizer
-from s5lra.train.schedule import make_schedule
 from s5lra.train.sharding import make_mesh, shard_batch
-from s5lra.train.steps import init_state, make_train_step
+from s5lra.train.steps import build, create_train_state, make_train_step
 from table import print_table, speedup
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -77,35 +74,28 @@ def synthetic_batch(task, batch, length, rng):
             "weights": np.ones(batch, np.float32)}
 
 
-def with_variant(cfg: TrainConfig, variant: str):
-    model, precision = cfg.model, "fp32"
+def with_variant(cfg: TrainConfig, variant: str) -> TrainConfig:
+    model, trainer = cfg.model, cfg.trainer
     for key, value in VARIANTS[variant].items():
         if key == "precision":
-            precision = value
+            trainer = dataclasses.replace(trainer, precision=value)
         elif key.startswith("ssm."):
             model = dataclasses.replace(model, ssm=dataclasses.replace(model.ssm, **{key[4:]: value}))
         else:
             model = dataclasses.replace(model, **{key: value})
-    return model, precision
+    return dataclasses.replace(cfg, model=model, trainer=trainer)
 
 
 def bench(cfg: TrainConfig, variant, batch, length, steps):
     task = cfg.dataset.name
-    spec = SimpleNamespace(n_classes=CLASSES.get(task, 2), vocab_size=VOCAB.get(task), dual=task == "retrieval")
-    normalize = None if spec.vocab_size else PIXEL_NORMALIZE
-    model_cfg, precision = with_variant(cfg, variant)
-    model = build_model(model_cfg, spec, precision)
+    spec = SimpleNamespace(name=task, n_classes=CLASSES.get(task, 2), vocab_size=VOCAB.get(task),
+                           dual=task == "retrieval", normalize=None if VOCAB.get(task) else PIXEL_NORMALIZE)
+    cfg = with_variant(cfg, variant)
     mesh = make_mesh()
-    rng = np.random.default_rng(0)
-    host_batch = synthetic_batch(task, batch, length, rng)
-    sched = make_schedule(cfg.optimizer.lr, steps_per_epoch=100, epochs=cfg.trainer.epochs, warmup_epochs=1)
-    ssm_sched = make_schedule(cfg.optimizer.ssm_lr, steps_per_epoch=100, epochs=cfg.trainer.epochs, warmup_epochs=1)
-    example = {k: host_batch[k][:1] for k in ("inputs", "lengths")}
-    init_inputs = example["inputs"] if normalize is None else jnp.zeros((1, length, 1))
-    shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), init_inputs, example["lengths"]))
-    tx = make_optimizer(shapes["params"], cfg.optimizer, sched, ssm_sched)
-    state = init_state(model, tx, example, 0, mesh, normalize)
-    step = make_train_step(model, tx, mesh, normalize)
+    host_batch = synthetic_batch(task, batch, length, np.random.default_rng(0))
+    model, tx, schedules = build(cfg, spec, steps_per_epoch=100)
+    state = create_train_state(model, tx, {k: host_batch[k][:1] for k in ("inputs", "lengths")}, 0, mesh)
+    step = make_train_step(model, tx, mesh, schedules)
     device_batch = shard_batch(host_batch, mesh)
     t0 = time.perf_counter()
     compiled = step.lower(state, device_batch).compile()

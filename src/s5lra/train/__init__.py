@@ -4,10 +4,10 @@ Plain dataclasses in, files in the run directory out; Hydra stays in the entry p
 run_eval.py), which compose `configs/` into these dataclasses.
 """
 
+from s5lra.errors import ConfigError, TrainingDiverged, errors_to_exit
 from s5lra.train.config import EvalConfig, TrainConfig, validate
-from s5lra.errors import ConfigError, errors_to_exit
 from s5lra.train.evaluate import evaluate_run, load_run_config
-from s5lra.train.loop import TrainingDiverged, train
+from s5lra.train.loop import train
 
 __all__ = [
     "ConfigError", "EvalConfig", "TrainConfig", "TrainingDiverged", "errors_to_exit", "evaluate_run",

@@ -7,6 +7,8 @@ The library itself only needs the dataclasses (no Hydra below the entry points).
 
 from __future__ import annotations
 
+import datetime
+import secrets
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -14,7 +16,7 @@ from omegaconf import MISSING
 
 from s5lra.model.config import ModelConfig
 from s5lra.ssm.config import SSMConfig
-from s5lra.errors import ConfigError
+from s5lra.errors import ConfigError, InvalidSetting, check_choice
 
 __all__ = [
     "DatasetConfig", "EvalConfig", "LoggerConfig", "ModelConfig", "OptimizerConfig", "PathsConfig",
@@ -32,7 +34,7 @@ class DatasetConfig:
     """Which task and where; the remaining fields go to `s5lra.data.load_task` unchanged."""
 
     name: str = "listops"
-    root: str = MISSING  # every dataset config sets it, usually under ${paths.data_dir}
+    root: str = "${paths.data_dir}"  # the saved config holds it as an absolute path
     max_len: Optional[int] = None  # truncate/pad length (None: the task's standard length)
     generate: Optional[Dict[str, Any]] = None  # generator settings: create the data on first use
     options: Dict[str, Any] = field(default_factory=dict)  # task-specific loader knobs
@@ -40,13 +42,14 @@ class DatasetConfig:
 
 @dataclass
 class OptimizerConfig:
-    """Parameter groups as in the reference table (section 5 of reference/s5-model.md)."""
+    """Parameter groups as in docs/s5.md, section 6 "Optimizer groups"."""
 
     lr: float = 3e-3  # AdamW rate for the regular group (the official lr_factor * ssm_lr)
     ssm_lr: float = 1e-3  # rate of the SSM group (Lambda, log_step, and B unless the groups say otherwise)
     weight_decay: float = 0.04
     groups: str = "standard"  # standard | BandCdecay | BfastandCdecay | noBCdecay
     dt_global: bool = False  # log_step leaves the SSM group: AdamW at lr with decay
+    selective_lr_factor: float = 0.1  # selective S5's delta_W1/delta_W2: Adam, no decay, at this × ssm_lr
     # Official quirk (kept by default): the norm parameters were meant to sit in the undecayed SSM group, but
     # the name test never matches, so they get AdamW at lr with decay. False = what the official code meant.
     norm_decay: bool = True
@@ -107,6 +110,8 @@ class TrainConfig:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    # A resumed run whose data fingerprint changed stops and says what changed; true goes on anyway.
+    allow_data_change: bool = False
 
 
 @dataclass
@@ -132,49 +137,94 @@ class EvalConfig:
     batch_size: Optional[int] = None  # None: the run's eval batch size
     data_dir: Optional[str] = None  # None: the run's paths.data_dir (relative to where you run)
     model: EvalModelOverrides = field(default_factory=EvalModelOverrides)
-    output: Optional[str] = None  # metrics JSON path; None: <run_dir>/eval_<split>_<checkpoint>.json
+    output: Optional[str] = None  # metrics JSON path; None: <run_dir>/eval_<split>_<checkpoint>[_<overrides>].json
+    allow_data_change: bool = False  # evaluate even if the data differs from the run's (says what changed)
+
+
+def run_stamp() -> str:
+    """<date>_<time>.<milliseconds>-<4 random hex digits>: run directories of simultaneous starts differ."""
+    now = datetime.datetime.now()
+    return f"{now:%Y-%m-%d_%H-%M-%S}.{now.microsecond // 1000:03d}-{secrets.token_hex(2)}"
 
 
 def register_configs() -> None:
-    """Put the schemas into Hydra's ConfigStore (the yaml files list them first in their defaults)."""
+    """Put the schemas into Hydra's ConfigStore (the yaml files list them first in their defaults) and
+    register the `s5lra_stamp` resolver of the run directory names (cached: one value per run)."""
     from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_new_resolver("s5lra_stamp", run_stamp, use_cache=True, replace=True)
 
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="eval_schema", node=EvalConfig)
 
 
-CHOICES = {
-    "model.norm": ("batch", "layer"),
-    "model.activation": ("full_glu", "half_glu1", "half_glu2", "gelu"),
-    "model.pooling": ("mean", "last"),
-    "model.ssm.C_init": ("trunc_standard_normal", "lecun_normal", "complex_normal"),
-    "model.ssm.discretization": ("zoh", "bilinear"),
-    "optimizer.groups": ("standard", "BandCdecay", "BfastandCdecay", "noBCdecay"),
-    "logger.backend": ("wandb", "none"),
-    "trainer.precision": ("fp32", "bf16"),
-    "logger.mode": (None, "online", "offline", "disabled"),
-}
-POSITIVE = ("trainer.batch_size", "trainer.epochs", "trainer.log_every", "model.n_layers", "model.d_model",
-            "model.ssm.state_size", "model.ssm.blocks")
+def _check_positive(section, *names, optional=False) -> None:
+    for name in names:
+        value = getattr(section, name)
+        if (value is not None or not optional) and (value is None or value <= 0):
+            raise InvalidSetting(name, value, "must be positive" + (" (or null)" if optional else ""))
 
 
-def _get(cfg, dotted: str):
-    for part in dotted.split("."):
-        cfg = getattr(cfg, part)
-    return cfg
+def _check_dataset(d: DatasetConfig) -> None:
+    from s5lra.data.tasks import TASKS
+
+    check_choice("name", d.name, TASKS)
+    if d.max_len is not None and d.max_len < 2:
+        raise InvalidSetting("max_len", d.max_len, "must be at least 2 (one token and <eos>) or null")
+
+
+def _check_optimizer(o: OptimizerConfig) -> None:
+    from s5lra.train.optim import GROUPS
+
+    check_choice("groups", o.groups, GROUPS)
+    _check_positive(o, "lr", "ssm_lr", "eps")
+    _check_positive(o, "grad_clip", optional=True)
+    if o.weight_decay < 0:
+        raise InvalidSetting("weight_decay", o.weight_decay, "must not be negative")
+    for name in ("b1", "b2"):
+        if not 0 <= getattr(o, name) < 1:
+            raise InvalidSetting(name, getattr(o, name), "must lie in [0, 1)")
+
+
+def _check_scheduler(s: SchedulerConfig) -> None:
+    if s.warmup_epochs < 0:
+        raise InvalidSetting("warmup_epochs", s.warmup_epochs, "must not be negative")
+    if s.lr_min < 0:
+        raise InvalidSetting("lr_min", s.lr_min, "must not be negative")
+
+
+def _check_trainer(t: TrainerConfig) -> None:
+    from s5lra.model.model import PRECISIONS
+
+    _check_positive(t, "batch_size", "epochs", "log_every")
+    _check_positive(t, "max_steps", "eval_every", "checkpoint_every", "eval_batch_size", optional=True)
+    check_choice("precision", t.precision, PRECISIONS)
+
+
+def _check_logger(cfg: LoggerConfig) -> None:
+    from s5lra.train.loggers import BACKENDS, WANDB_MODES
+
+    check_choice("backend", cfg.backend, BACKENDS)
+    check_choice("mode", cfg.mode, (None, *WANDB_MODES))
 
 
 def validate(cfg: TrainConfig) -> None:
-    """Value checks that types cannot express, so a bad setting fails before any data is read."""
-    for key, choices in CHOICES.items():
-        if _get(cfg, key) not in choices:
-            raise ConfigError(f"{key}={_get(cfg, key)!r}; expected one of {[c for c in choices if c]}")
-    for key in POSITIVE:
-        if _get(cfg, key) <= 0:
-            raise ConfigError(f"{key}={_get(cfg, key)} must be positive")
-    for key in ("trainer.max_steps", "trainer.eval_every", "trainer.checkpoint_every", "trainer.eval_batch_size"):
-        if _get(cfg, key) is not None and _get(cfg, key) <= 0:
-            raise ConfigError(f"{key}={_get(cfg, key)} must be positive (or null)")
-    if not 0 <= cfg.scheduler.warmup_epochs <= cfg.trainer.epochs:
-        raise ConfigError(f"scheduler.warmup_epochs={cfg.scheduler.warmup_epochs} must lie in [0, trainer.epochs]")
+    """Check every value before any data is read; a bad one raises ConfigError naming its key.
+
+    Each section's checks live with the code that knows the allowed values (SSMConfig.check,
+    ModelConfig.check, ...); this maps the argument they name to the config key.
+    """
+    sections = [("model", cfg.model.check), ("dataset", lambda: _check_dataset(cfg.dataset)),
+                ("optimizer", lambda: _check_optimizer(cfg.optimizer)),
+                ("scheduler", lambda: _check_scheduler(cfg.scheduler)),
+                ("trainer", lambda: _check_trainer(cfg.trainer)), ("logger", lambda: _check_logger(cfg.logger))]
+    for prefix, check in sections:
+        try:
+            check()
+        except InvalidSetting as err:
+            raise ConfigError(f"{prefix}.{err}") from None
+    if cfg.scheduler.warmup_epochs > cfg.trainer.epochs:
+        raise ConfigError(f"scheduler.warmup_epochs={cfg.scheduler.warmup_epochs} must not exceed "
+                          f"trainer.epochs={cfg.trainer.epochs}")

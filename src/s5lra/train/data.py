@@ -1,4 +1,5 @@
-"""The task's data as the training loop sees it: sizes, resumable training batches, padded evaluation batches.
+"""The task's data as the training loop sees it: sizes, resumable training batches, padded evaluation batches,
+and the identity of the data (vocabulary and fingerprint) that a run records and later checks.
 
 Each process reads its own rows of every global batch (the iterator slices by process), so a multi-host
 run feeds `jax.make_array_from_process_local_data` without any process holding another's rows.
@@ -10,11 +11,14 @@ import jax
 import numpy as np
 
 from s5lra.data import BatchIterator, load_task
+from s5lra.errors import ConfigError, DataError
 from s5lra.train.config import DatasetConfig
+
+NO_TRUNCATION = ("listops",)  # cutting a ListOps expression changes its answer; Text/Retrieval truncate by design
 
 
 class TaskBatches:
-    """Batches of one loaded task (s5lra.data.TaskData), as stored (pixels stay uint8 until on device)."""
+    """Batches of one loaded task (s5lra.data.TaskData), as stored (pixels stay uint8 until inside the model)."""
 
     def __init__(self, task):
         self.task = task
@@ -28,21 +32,20 @@ class TaskBatches:
         """floor(train size / batch size), as the official loader drops the last partial batch."""
         return len(self.task.splits["train"]) // batch_size
 
-    def train_batches(self, batch_size: int, seed: int, epoch: int, start: int = 0):
-        """Epoch `epoch` (shuffled from (seed, epoch)) from batch `start` on: resuming replays the same batches."""
-        return self._iterator("train", batch_size, True, seed).epoch(epoch, start)
+    def train_batches_from(self, batch_size: int, seed: int, epoch: int, start: int = 0):
+        """Every training batch from batch `start` of epoch `epoch` on, epoch after epoch (each shuffled from
+        (seed, epoch)): resuming at a step replays exactly the batches an uninterrupted run sees."""
+        iterator = self._iterator("train", batch_size, True, seed)
+        while True:
+            yield from iterator.epoch(epoch, start)
+            epoch, start = epoch + 1, 0
 
     def eval_batches(self, split: str, batch_size: int):
         """Every example of `split` once; the last batch is padded with zero-weight rows."""
         return self._iterator(split, batch_size, False).epoch()
 
-    @property
-    def normalize(self):
-        """(mean, std) of pixel tasks, applied on device by the steps; None for token tasks."""
-        return self.spec.normalize if self.spec.vocab_size is None else None
-
     def example(self) -> dict:
-        """One training example, to initialise parameters with the right shapes and dtypes."""
+        """One training example's inputs and lengths, to initialise parameters with the right shapes and dtypes."""
         train = self.task.splits["train"]
         return {"inputs": np.asarray(train.inputs[:1]), "lengths": np.asarray(train.lengths[:1], np.int32)}
 
@@ -51,7 +54,38 @@ class TaskBatches:
         labels = np.asarray(self.task.splits[split].labels)
         return float(np.bincount(labels).max() / max(len(labels), 1))
 
+    def identity(self) -> dict:
+        """What a run records about its data: the vocabulary (ids in order) and the data's fingerprint."""
+        return {"vocab": self.task.vocab, "fingerprint": getattr(self.task, "fingerprint", None)}  # INTEGRATE
 
-def open_task(cfg: DatasetConfig) -> TaskBatches:
-    """Load (generating or building caches on first use) the configured task."""
-    return TaskBatches(load_task(cfg.name, cfg.root, generate=cfg.generate, max_len=cfg.max_len, **cfg.options))
+    def describe(self) -> str:
+        """One line for the start of a run: task, split sizes, length, vocabulary, cache."""
+        sizes = " / ".join(f"{s} {len(self.task.splits[s]):,}" for s in ("train", "val", "test"))
+        vocab = f", {self.spec.vocab_size} tokens" if self.spec.vocab_size else ""
+        cache = "built" if getattr(self.task, "cache_built", False) else "hit"  # INTEGRATE
+        return (f"task {self.spec.name}: {sizes} examples, length {self.spec.seq_len}{vocab}; "
+                f"cache {cache} at {self.task.cache_dir}")
+
+
+def open_task(cfg: DatasetConfig, vocab: list[str] | None = None) -> TaskBatches:
+    """Load the configured task (generating it only when dataset.generate asks; building caches on first use).
+
+    vocab: a run's own vocabulary (resume, evaluation): the data is encoded with it, not rebuilt from disk.
+    """
+    task = load_task(cfg.name, cfg.root, generate=cfg.generate, max_len=cfg.max_len, **cfg.options)  # INTEGRATE vocab
+    if cfg.name in NO_TRUNCATION:
+        for split, info in getattr(task, "truncation", {}).items():  # INTEGRATE
+            if info["truncated"]:
+                raise ConfigError(
+                    f"dataset.max_len={cfg.max_len} truncates {info['truncated']} {split} examples of {cfg.name} "
+                    f"(the longest has {info['longest']} tokens with <eos>); truncating changes their labels' "
+                    f"meaning: use dataset.max_len >= {info['longest']}")
+    return TaskBatches(task)
+
+
+def check_data(saved: dict, data: TaskBatches, allow_change: bool, context: str) -> None:
+    """Stop if the data differs from the run's own (fingerprint), unless allow_data_change=true."""
+    changes = []  # INTEGRATE fingerprint_changes(saved["fingerprint"], data.task.fingerprint)
+    if changes and not allow_change:
+        raise DataError(f"{context}: the data differs from the run's own: " + "; ".join(changes) +
+                        ". Restore the original data, or set allow_data_change=true to go on with this data.")

@@ -1,4 +1,8 @@
-"""Evaluate a saved run: its composed config and a checkpoint -> metrics JSON (what `run_eval.py` does)."""
+"""Evaluate a saved run: its composed config and a checkpoint -> metrics JSON (what `run_eval.py` does).
+
+It goes through the same functions as training (build, create_train_state, evaluate), with the run's own
+vocabulary, and stops if the data's fingerprint differs from the run's (allow_data_change=true goes on).
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,15 @@ from pathlib import Path
 import jax
 from omegaconf import OmegaConf
 
+from s5lra.errors import ConfigError, check_choice, InvalidSetting
 from s5lra.train import checkpoint
 from s5lra.train.config import EvalConfig, TrainConfig
-from s5lra.train.data import open_task
-from s5lra.errors import ConfigError
+from s5lra.train.data import check_data, open_task
 from s5lra.train.loggers import write_json
-from s5lra.train.loop import build, evaluate
-from s5lra.train.sharding import check_batch_size, make_mesh
-from s5lra.train.steps import make_eval_step
+from s5lra.train.sharding import check_batch_size, make_mesh, prefetch_to_device
+from s5lra.train.steps import build, create_train_state, evaluate, make_eval_step
+
+SPLITS = ("train", "val", "test")
 
 
 def load_run_config(run_dir: str | Path, data_dir: str | None = None) -> TrainConfig:
@@ -25,37 +30,47 @@ def load_run_config(run_dir: str | Path, data_dir: str | None = None) -> TrainCo
     if not path.exists():
         raise ConfigError(f"run_dir={run_dir}: no {path}; point run_dir at a training run's output folder")
     conf = OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.load(path))
-    if data_dir is not None:
-        conf.paths.data_dir = data_dir  # before resolving, so ${paths.data_dir} in dataset.root follows
+    if data_dir is not None:  # the saved paths are absolute: move the dataset root along with the data dir
+        old = Path(conf.paths.data_dir)
+        root = Path(conf.dataset.root)
+        conf.paths.data_dir = str(Path(data_dir).absolute())
+        conf.dataset.root = str(Path(data_dir).absolute() / root.relative_to(old)) if root.is_relative_to(old) \
+            else conf.paths.data_dir
     return OmegaConf.to_object(conf)
 
 
 def evaluate_run(ecfg: EvalConfig) -> dict:
     """Restore `ecfg.checkpoint` of the run, evaluate `ecfg.split`, write and return the metrics."""
     run_dir = Path(ecfg.run_dir).absolute()
+    try:
+        check_choice("split", ecfg.split, SPLITS)
+        check_choice("checkpoint", ecfg.checkpoint, checkpoint.KINDS)
+    except InvalidSetting as err:
+        raise ConfigError(str(err)) from None
     cfg = load_run_config(run_dir, ecfg.data_dir)
-    ssm_overrides = {k: v for k, v in dataclasses.asdict(ecfg.model.ssm).items() if v is not None}
-    cfg.model.ssm = dataclasses.replace(cfg.model.ssm, **ssm_overrides)
-    if ecfg.split not in ("train", "val", "test"):
-        raise ConfigError(f"split={ecfg.split!r}; expected train, val or test")
-    if ecfg.checkpoint not in checkpoint.KINDS:
-        raise ConfigError(f"checkpoint={ecfg.checkpoint!r}; expected one of {checkpoint.KINDS}")
+    cfg = dataclasses.replace(cfg, dataset=dataclasses.replace(cfg.dataset, generate=None))  # never generate here
+    changed = {k: v for k, v in dataclasses.asdict(ecfg.model.ssm).items() if v is not None}
+    cfg.model.ssm = dataclasses.replace(cfg.model.ssm, **changed)
     mesh = make_mesh()
     batch_size = ecfg.batch_size or cfg.trainer.eval_batch_size or cfg.trainer.batch_size
     check_batch_size(batch_size, mesh, "batch_size")
 
-    data = open_task(cfg.dataset)
-    setup = build(cfg, data, mesh)  # the optimizer only shapes the restore target
-    state, record = checkpoint.restore(run_dir / "checkpoints" / ecfg.checkpoint, setup.state)
+    path = checkpoint.resolve(run_dir / "checkpoints" / ecfg.checkpoint)
+    saved = checkpoint.read_record(path)
+    data = open_task(cfg.dataset, vocab=saved["data"]["vocab"])
+    check_data(saved["data"], data, ecfg.allow_data_change, f"run_dir={run_dir}")
+    model, tx, _ = build(cfg, data.spec, data.steps_per_epoch(cfg.trainer.batch_size))
+    state, record = checkpoint.restore(path, create_train_state(model, tx, data.example(), cfg.seed, mesh))
 
     tic = time.time()
-    eval_step = make_eval_step(setup.model, mesh, data.normalize)
-    metrics = evaluate(eval_step, state, data.eval_batches(ecfg.split, batch_size), mesh)
+    metrics = evaluate(make_eval_step(model, mesh), state,
+                       prefetch_to_device(data.eval_batches(ecfg.split, batch_size), mesh))
     out = {
         "run_dir": str(run_dir), "split": ecfg.split, "checkpoint": ecfg.checkpoint, "step": record["step"],
         "loss": metrics["loss"], "accuracy": metrics["accuracy"], "examples": metrics["examples"],
         "step_rescale": cfg.model.ssm.step_rescale, "wall_time_s": time.time() - tic,
     }
+    suffix = "".join(f"_{k}={v}" for k, v in sorted(changed.items()))  # a changed model never overwrites another
     if jax.process_index() == 0:
-        write_json(ecfg.output or run_dir / f"eval_{ecfg.split}_{ecfg.checkpoint}.json", out)
+        write_json(ecfg.output or run_dir / f"eval_{ecfg.split}_{ecfg.checkpoint}{suffix}.json", out)
     return out

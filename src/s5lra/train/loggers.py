@@ -7,12 +7,12 @@ says otherwise, and an online start that fails falls back to offline (sync later
 from __future__ import annotations
 
 import json
+import logging
 import netrc
 import os
 import warnings
 from pathlib import Path
 
-from s5lra.train.config import LoggerConfig
 from s5lra.errors import ConfigError
 
 WANDB_MODES = ("online", "offline", "disabled")
@@ -68,7 +68,7 @@ class MetricsFile:
 class RunLogger:
     """Fans events out to metrics.jsonl and W&B. Create it on process 0 only."""
 
-    def __init__(self, run_dir: str | Path, cfg: LoggerConfig, config: dict, *, run_id: str | None = None,
+    def __init__(self, run_dir: str | Path, cfg, config: dict, *, run_id: str | None = None,
                  defaults: dict | None = None):
         """defaults: W&B name, group and tags used where the logger config leaves them unset (the loop
         passes the experiment as group and name, the task and seed as tags, so the project view groups
@@ -106,6 +106,18 @@ class RunLogger:
     def run_id(self) -> str | None:
         return None if self.run is None else self.run.id
 
+    def describe(self) -> str:
+        """Where the metrics go, for the start of a run."""
+        if self.run is None:
+            return f"metrics: {self.metrics.path} (W&B off)"
+        return f"metrics: {self.metrics.path}; W&B {self.run.settings.mode}: {self.run.dir}"
+
+    def sync_hint(self) -> str | None:
+        """The command that uploads an offline run (None when it is online or off)."""
+        if self.run is None or self.run.settings.mode != "offline":
+            return None
+        return f"wandb sync {Path(self.run.dir).parent}"
+
     def log(self, event: dict) -> None:
         """event: step, epoch, split, loss, accuracy and optionally lr, ssm_lr, examples_per_s."""
         self.metrics.write(event)
@@ -123,5 +135,8 @@ class RunLogger:
 
     def close(self) -> None:
         if self.run is not None:
+            hint = self.sync_hint()
             self.run.finish()
             self.run = None
+            if hint:
+                logging.getLogger("s5lra").info("W&B ran offline; upload with: %s", hint)

@@ -8,6 +8,7 @@ the numbers do not depend on the device count. Multi-host runs use the same path
 
 from __future__ import annotations
 
+import collections
 import os
 
 import jax
@@ -65,3 +66,15 @@ def shard_batch(batch: dict, mesh: Mesh) -> dict:
         return jax.make_array_from_process_local_data(sharding, x, (x.shape[0] * n, *x.shape[1:]))
 
     return {k: put(v) for k, v in batch.items()}
+
+
+def prefetch_to_device(batches, mesh: Mesh, depth: int = 2):
+    """Yield `batches` as global device arrays, `depth` batches ahead: the transfer of the next batch is
+    issued before the current step's results are read, so it overlaps the step."""
+    queue = collections.deque()
+    for batch in batches:
+        queue.append(shard_batch(batch, mesh))
+        if len(queue) >= depth:
+            yield queue.popleft()
+    while queue:
+        yield queue.popleft()
