@@ -1,0 +1,153 @@
+"""One job of `run_train.py`, under whichever Hydra launcher runs it (basic, submitit's slurm/local, Optuna).
+
+- It returns the run's best validation accuracy: the objective of `hparams_search=lra_optuna` (None when the run
+  did not complete).
+- In a sweep a failing job records `status: failed`, its error and traceback in its results.json and returns, so
+  the other jobs still run; s5lra.train.sweep summarises the sweep at its end. A single run exits with status 1
+  (`error: <message>` for the project's own errors, as before).
+- Under submitit (hydra/launcher=slurm|local) every job runs with trainer.resume=auto, so a requeued job
+  continues its own run directory; a job of several ranks joins jax.distributed (SLURM: JAX reads srun's
+  variables itself; local: from submitit's); and submitit's pre-timeout signal SIGUSR2 stops training the way
+  SIGTERM does (checkpoints/last, status preempted) before submitit's own handler requeues the job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import signal
+import traceback
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from s5lra.errors import USER_ERRORS, RunDirectoryError, TrainingDiverged, errors_to_exit
+from s5lra.train.loggers import write_json
+
+log = logging.getLogger("s5lra")
+SUBMITIT_LAUNCHERS = "hydra_plugins.hydra_submitit_launcher."
+# A basic-launcher sweep runs its jobs in its own process: a signal that stopped one job stops the sweep.
+STOP_SWEEP = {"preempted": 128 + signal.SIGTERM, "interrupted": 128 + signal.SIGINT}
+JAX_PORT_BASE, JAX_PORT_RANGE = 61440, 4096  # JAX's own SLURM default: 61440 + job id % 4096
+
+
+def run_job(cfg: DictConfig) -> float | None:
+    """Train the composed config in Hydra's output directory; returns the best validation accuracy."""
+    from s5lra.train import train
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    job = SubmititJob.current(hydra_cfg)
+    overrides = list(hydra_cfg.overrides.task)
+    try:
+        config = OmegaConf.to_object(cfg)
+        if job is None:
+            results = train(config, run_dir, overrides=overrides)
+        else:
+            results = job.train(train, config, run_dir, overrides)
+    except Exception as err:
+        # RunDirectoryError: the directory holds another run, whose results.json is not ours to change
+        if (job is None or job.rank == 0) and not isinstance(err, RunDirectoryError):
+            record_failure(run_dir, err)
+        if not in_sweep:
+            with errors_to_exit(log):  # the project's errors: one line and exit 1; anything else: traceback
+                raise
+        if isinstance(err, USER_ERRORS):
+            log.error("job failed: %s (recorded in %s)", err, run_dir / "results.json")
+        else:
+            log.exception("job failed (recorded in %s)", run_dir / "results.json")
+        return None
+    status = results.get("status")
+    if in_sweep and job is None and status in STOP_SWEEP:
+        log.warning("sweep stopped: this job was %s (checkpoints/last saved in %s)", status, run_dir)
+        raise SystemExit(STOP_SWEEP[status])
+    return results.get("best_val_accuracy") if status == "completed" else None
+
+
+def read_results(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "results.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def record_failure(run_dir: Path, err: BaseException) -> None:
+    """results.json says `failed` (`diverged` for a non-finite loss), with the error; what the run recorded
+    before (its results so far, an earlier allocation's) stays."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    status = "diverged" if isinstance(err, TrainingDiverged) else "failed"
+    write_json(run_dir / "results.json", {**read_results(run_dir), "status": status,
+                                          "error": f"{type(err).__name__}: {err}",
+                                          "traceback": traceback.format_exc()})
+
+
+class SubmititJob:
+    """The submitit side of a job: its ranks, resuming, and requeueing on submitit's pre-timeout signal."""
+
+    def __init__(self, env):
+        self.env = env  # submitit.JobEnvironment: cluster, job_id, num_tasks, global_rank, USR_SIG
+
+    @classmethod
+    def current(cls, hydra_cfg) -> SubmititJob | None:
+        """The running submitit job, or None under any other launcher."""
+        if not str(hydra_cfg.launcher.get("_target_", "")).startswith(SUBMITIT_LAUNCHERS):
+            return None
+        import submitit
+
+        return cls(submitit.JobEnvironment())
+
+    @property
+    def rank(self) -> int:
+        return self.env.global_rank
+
+    def prepare(self, cfg):
+        """resume=auto (a requeued job finds its checkpoints/last; a first start finds none and starts fresh);
+        distributed when the job has several ranks."""
+        changes = {"resume": "auto"} if cfg.trainer.resume is None else {}
+        if self.env.num_tasks > 1:
+            changes["distributed"] = True
+            if self.env.cluster == "local":
+                # JAX detects SLURM but not submitit_local: say where rank 0 listens and who is who
+                port = JAX_PORT_BASE + int(self.env.job_id) % JAX_PORT_RANGE
+                os.environ.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+                                  JAX_NUM_PROCESSES=str(self.env.num_tasks), JAX_PROCESS_ID=str(self.rank))
+        return dataclasses.replace(cfg, trainer=dataclasses.replace(cfg.trainer, **changes))
+
+    def train(self, train, cfg, run_dir: Path, overrides: list[str]) -> dict:
+        signum = getattr(signal, f"SIG{self.env.USR_SIG}")
+        submitit_handler = signal.getsignal(signum)
+        with _signal_as_sigterm(signum) as received:
+            results = train(self.prepare(cfg), run_dir, overrides=overrides)
+        if received and results.get("status") == "preempted" and callable(submitit_handler):
+            from submitit.core.utils import UncompletedJobError
+
+            try:  # rank 0: submit this job again and exit; the other ranks return
+                submitit_handler(signum, None)
+            except UncompletedJobError as err:  # e.g. its max_num_timeout requeues are used up
+                log.warning("not requeued: %s", err)
+                if self.rank == 0:
+                    write_json(run_dir / "results.json", {**read_results(run_dir), "error": f"not requeued: {err}"})
+        return results
+
+
+@contextlib.contextmanager
+def _signal_as_sigterm(signum: int):
+    """While training, `signum` sends this process SIGTERM, which the training loop answers by saving
+    checkpoints/last and returning `preempted`; yields a list that records the signal's arrival."""
+    received = []
+
+    def handle(sig, frame):
+        received.append(sig)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.signal(signum, handle)
+    try:
+        yield received
+    finally:
+        signal.signal(signum, previous)
