@@ -1,7 +1,8 @@
 """Pull W&B runs into run directories that `python -m s5lra.report` reads.
 
     python experiments/wandb_pull.py ENTITY/PROJECT [--out experiments/wandb_runs] [--group G] [--tag T]
-    python experiments/wandb_pull.py --offline PATH...   # local offline runs (wandb/offline-run-*), no network
+    python experiments/wandb_pull.py --offline PATH...   # local offline runs (wandb/offline-run-*), no network;
+                                                         # the folders of one resumed run become one run
     python -m s5lra.report experiments/wandb_runs --out experiments/results
 
 Online it uses the W&B public API (needs `wandb login` or WANDB_API_KEY) and takes finished runs only; without
@@ -16,7 +17,7 @@ import socket
 import sys
 from urllib.parse import urlparse
 
-from s5lra.report.wandb_offline import find_offline_runs, read_offline_run
+from s5lra.report.wandb_offline import read_offline_runs
 from s5lra.report.wandb_runs import HISTORY_KEYS, WandbRun, write_run_dir
 
 API_TIMEOUT_S = 20
@@ -68,7 +69,7 @@ def main(argv=None) -> None:
     parser.add_argument("--tag", help="only runs with this tag")
     args = parser.parse_args(argv)
     if args.offline:
-        written = [write_run_dir(read_offline_run(f), args.out) for p in args.offline for f in find_offline_runs(p)]
+        written = [write_run_dir(run, args.out) for run in read_offline_runs(args.offline)]
     elif args.project:
         written = pull_project(args.project, args.out, args.group, args.tag)
     else:

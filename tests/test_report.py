@@ -56,7 +56,7 @@ def test_table_equals_inputs_and_seeds_aggregate(tmp_path):
     md = (tmp_path / "out" / "results.md").read_text()
     row = next(line for line in md.splitlines() if line.startswith("| ListOps"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[2:8] == ["62.00 ± 2.00", "3", "62.00", "62.15", "-0.15", "4 / 40"]
+    assert cells[2:8] == ["62.00 ± 2.00", "3", "62.00", "62.15", "-0.15", "4.0 / 40"]
     assert cells[8:] == ["60 min", "1 x NVIDIA H100"]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["groups"][0]["test"] == pytest.approx([60.0, 62.0, 64.0])

@@ -1,4 +1,11 @@
-"""Seeds of one experiment folded into one row: mean ± std, best seed, the paper's number and the gap.
+"""Seeds of one setting folded into one row: mean ± std, best seed, the paper's number and the gap.
+
+A setting is an experiment plus the overrides that change what it computes (`s5lra.overrides`), so a sweep
+over optimizer.lr gives one row per learning rate and only seeds are averaged. Only completed runs with an
+evaluation count; the others (preempted, interrupted, diverged, failed, or not evaluated yet) are listed
+apart (`left_out`) and never enter a mean. A row is compared with the paper only when it is the paper's
+setting: experiment `lra/<task>`, no semantic overrides, not partial (trainer.max_steps). The demo and the
+smoke/reduced experiments are other settings and get no paper number.
 
 "Best" is the seed with the highest validation accuracy (its test accuracy is reported), not the highest test
 accuracy: choosing on test would flatter us. Accuracies here are percentages; run files hold fractions.
@@ -10,6 +17,7 @@ import statistics
 import warnings
 from dataclasses import asdict, dataclass, field
 
+from s5lra.overrides import overrides_label, partial_overrides, semantic_overrides
 from s5lra.report.paper import PAPER_ACCURACY, PAPER_AVERAGE, PAPER_EPOCHS, TASKS
 from s5lra.report.runs import Run
 
@@ -18,6 +26,7 @@ from s5lra.report.runs import Run
 class Group:
     experiment: str
     task: str
+    overrides: list[str]       # the semantic overrides shared by its runs (sorted)
     seeds: list
     test: list[float]          # test accuracy at best validation, %, one per run
     val: list[float]           # best validation accuracy, %
@@ -47,8 +56,29 @@ class Group:
         return max(zip(self.val, self.test))[1]
 
     @property
+    def label(self) -> str:
+        return overrides_label(self.overrides)
+
+    @property
+    def not_compared(self) -> str | None:
+        """Why this row is not compared with the paper; None when it is the paper's setting."""
+        if self.task not in PAPER_ACCURACY:
+            return f"the paper has no number for task {self.task!r}"
+        if self.experiment == "demo":
+            return "the demo (a small model on short ListOps) is not the paper's ListOps"
+        if self.experiment != f"lra/{self.task}":
+            return f"`{self.experiment}` is not the paper's setting (`lra/{self.task}`)"
+        max_steps = {(r.config.get("trainer") or {}).get("max_steps") for r in self.runs} - {None}
+        partial = partial_overrides(self.overrides) or [f"trainer.max_steps={m}" for m in sorted(max_steps)]
+        if partial:
+            return f"partial run ({', '.join(partial)}: stops before the schedule ends)"
+        if self.overrides:
+            return f"overrides {self.label}"
+        return None
+
+    @property
     def paper(self) -> float | None:
-        return PAPER_ACCURACY.get(self.task)
+        return None if self.not_compared else PAPER_ACCURACY.get(self.task)
 
     @property
     def gap(self) -> float | None:
@@ -56,29 +86,38 @@ class Group:
 
     @property
     def paper_epochs(self) -> int | None:
-        return PAPER_EPOCHS.get(self.task)
+        return None if self.not_compared else PAPER_EPOCHS.get(self.task)
 
     def summary(self) -> dict:
         out = {k: v for k, v in asdict(self).items() if k != "runs"}
-        out.update(n_seeds=self.n, mean=self.mean, std=self.std, best=self.best, max_test=max(self.test),
-                   paper=self.paper, gap=self.gap, paper_epochs=self.paper_epochs)
+        out.update(label=self.label, n_seeds=self.n, mean=self.mean, std=self.std, best=self.best,
+                   max_test=max(self.test), paper=self.paper, gap=self.gap, paper_epochs=self.paper_epochs,
+                   not_compared=self.not_compared)
         return out
 
 
 def _task_order(group: Group):
-    return (TASKS.index(group.task) if group.task in TASKS else len(TASKS), group.task, group.experiment)
+    return (TASKS.index(group.task) if group.task in TASKS else len(TASKS), group.task, group.experiment,
+            group.label)
+
+
+def counts(run: Run) -> bool:
+    """Whether a run enters the means: completed, with an evaluation."""
+    return run.status == "completed" and run.evaluated
 
 
 def group_runs(runs: list[Run]) -> list[Group]:
-    """One Group per (experiment, task), in the paper's task order."""
+    """One Group per (experiment, task, semantic overrides) over the runs that count, in the paper's task order."""
     groups: dict[tuple, Group] = {}
-    for run in sorted(runs, key=lambda r: (str(r.seed), str(r.path))):
-        key = (run.experiment, run.task)
-        g = groups.setdefault(key, Group(run.experiment, run.task, [], [], [], [], [], [], [], []))
+    for run in sorted((r for r in runs if counts(r)), key=lambda r: (str(r.seed), str(r.path))):
+        overrides = semantic_overrides(run.overrides)
+        key = (run.experiment, run.task, tuple(overrides))
+        g = groups.setdefault(key, Group(run.experiment, run.task, overrides, [], [], [], [], [], [], [], []))
         r = run.results
         if run.seed in g.seeds:
-            warnings.warn(f"{run.experiment}: seed {run.seed} appears in several runs ({run.path} and "
-                          f"{g.run_dirs[g.seeds.index(run.seed)]}); each counts as one run")
+            warnings.warn(f"{run.experiment}{' [' + g.label + ']' if g.label else ''}: seed {run.seed} appears in "
+                          f"several runs ({run.path} and {g.run_dirs[g.seeds.index(run.seed)]}); each counts as "
+                          f"one run")
         g.seeds.append(run.seed)
         g.test.append(100 * r["test_accuracy"])
         g.val.append(100 * r["best_val_accuracy"])
@@ -91,16 +130,28 @@ def group_runs(runs: list[Run]) -> list[Group]:
     return sorted(groups.values(), key=_task_order)
 
 
-def lra_average(groups: list[Group]) -> dict | None:
-    """Mean over the six tasks of each task's seed mean; None unless every task has one experiment to use.
+def left_out(runs: list[Run]) -> list[dict]:
+    """The runs that do not count, each with its status and why, for the table's second section."""
+    out = []
+    for run in sorted((r for r in runs if not counts(r)), key=lambda r: (r.experiment, str(r.seed), str(r.path))):
+        epochs, target = run.results.get("epochs"), (run.config.get("trainer") or {}).get("epochs")
+        where = f" at epoch {epochs:.1f}" + (f" of {target}" if target else "") if epochs is not None else ""
+        if run.status != "completed":
+            reason = f"{run.status}{where}" + ("" if run.evaluated else "; no evaluation yet")
+        else:
+            reason = f"no evaluation yet{where}"
+        out.append({"run_dir": str(run.path), "experiment": run.experiment, "task": run.task, "seed": run.seed,
+                    "overrides": semantic_overrides(run.overrides), "status": run.status,
+                    "evaluated": run.evaluated, "reason": reason})
+    return out
 
-    A task with several experiments (full runs beside reduced ones) uses the paper-setting `lra/<task>` one.
-    """
+
+def lra_average(groups: list[Group]) -> dict | None:
+    """Mean over the six tasks of each task's seed mean, over the paper's settings only (`lra/<task>`, no
+    overrides, not partial); None unless every task has exactly one such row."""
     chosen = {}
     for task in TASKS:
-        found = [g for g in groups if g.task == task]
-        if len(found) > 1:
-            found = [g for g in found if g.experiment == f"lra/{task}"]
+        found = [g for g in groups if g.task == task and g.not_compared is None]
         if len(found) != 1:
             return None
         chosen[task] = found[0]

@@ -45,16 +45,19 @@ def learning_curves(group: Group, out: Path) -> Path:
     ax_acc.set(title="Accuracy (val solid, test dotted/hollow)", xlabel="epoch", ylabel="accuracy (%)")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{task_title(group.task)} — {group.experiment} ({group.n} run{'s' * (group.n != 1)})")
+    setting = f"{group.experiment} [{group.label}]" if group.label else group.experiment
+    fig.suptitle(f"{task_title(group.task)} — {setting} ({group.n} run{'s' * (group.n != 1)})")
     handles, labels = ax_acc.get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.06 + 0.04 * ((len(labels) - 1) // 4), 1, 1))
-    path = out / f"curves_{slug(group.experiment)}.png"
+    path = out / f"curves_{slug(group.experiment + ('_' + group.label if group.label else ''))}.png"
     fig.savefig(path, dpi=110)
     return path
 
 
 def _bars(ax, groups: list[Group]) -> None:
+    """Only the paper's settings stand next to the paper's bars (see aggregate.Group.not_compared)."""
+    groups = [g for g in groups if g.not_compared is None]
     tasks = TASKS  # every task keeps its slot, so a missing one shows as a paper bar alone
     experiments = sorted({g.experiment for g in groups if g.task in tasks})
     colours = dict(zip(experiments, COLOURS * 10))
@@ -76,15 +79,9 @@ def _bars(ax, groups: list[Group]) -> None:
     ax.grid(axis="y", alpha=0.3)
 
 
-def _ours_label(average: dict) -> str:
-    """"S5 (ours)" only for the paper's experiments; otherwise name the families (smoke, reduced, ...)."""
-    families = sorted({e.split("/")[0] for e in average["experiments"].values()})
-    return "S5 (ours)" if families == ["lra"] else f"ours ({', '.join(families)})"
-
-
 def _averages(ax, average: dict | None) -> None:
     entries = sorted(PUBLISHED_AVERAGES.items(), key=lambda kv: kv[1])
-    ours_label = _ours_label(average) if average else None
+    ours_label = "S5 (ours)" if average else None
     if average:
         entries = sorted(entries + [(ours_label, average["mean"])], key=lambda kv: kv[1])
     for i, (name, value) in enumerate(entries):
@@ -94,7 +91,7 @@ def _averages(ax, average: dict | None) -> None:
     ax.set_yticks(range(len(entries)), [name for name, _ in entries])
     low = min(v for _, v in entries)
     ax.set(xlim=(min(low - 1, 85), 90), ylim=(-0.6, len(entries) - 0.4), xlabel="LRA average accuracy (%)",
-           title="LRA average" + ("" if average else "\n(ours: needs all six tasks)"))
+           title="LRA average" + ("" if average else "\n(ours: needs all six tasks in the paper's settings)"))
     ax.grid(axis="x", alpha=0.3)
 
 

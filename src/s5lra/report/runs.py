@@ -1,8 +1,11 @@
 """Find run directories and read them into plain records.
 
-A run directory is what `run_train.py` leaves behind: `results.json`, `metrics.jsonl`, `.hydra/config.yaml`.
-A run with a missing or malformed file is skipped with a warning naming that file, so one broken run (still
-running, killed, half-copied) never costs the whole report.
+A run directory is what `run_train.py` leaves behind: `results.json`, `metrics.jsonl`, `.hydra/config.yaml`,
+and `.hydra/overrides.yaml` (the command line's "key=value" overrides; results.json may carry the same list as
+`overrides`, which then wins). A run with a missing or malformed file is skipped with a warning naming that
+file, so one broken run (still running, killed, half-copied) never costs the whole report. A run that stopped
+early keeps its results.json `status` (completed | preempted | interrupted | diverged | failed; results.json
+written before statuses existed counts as completed) and may have no accuracy yet (null).
 """
 
 from __future__ import annotations
@@ -10,12 +13,14 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 RUN_FILES = ("results.json", "metrics.jsonl", ".hydra/config.yaml")
+OVERRIDES_FILE = ".hydra/overrides.yaml"
+STATUSES = ("completed", "preempted", "interrupted", "diverged", "failed")
 SPLITS = ("train", "val", "test")
 ACCURACY_KEYS = ("best_val_accuracy", "test_accuracy")
 _SKIP_DIRS = {"checkpoints", "wandb", ".hydra"}  # large or never a run of their own
@@ -34,6 +39,15 @@ class Run:
     results: dict
     events: list[dict]
     config: dict
+    overrides: list[str] = field(default_factory=list)  # as given on the command line, see s5lra.overrides
+
+    @property
+    def status(self) -> str:
+        return self.results.get("status") or "completed"
+
+    @property
+    def evaluated(self) -> bool:
+        return self.results.get("test_accuracy") is not None and self.results.get("best_val_accuracy") is not None
 
     @property
     def hardware(self) -> str:
@@ -113,15 +127,32 @@ def load_run(path: str | Path) -> Run:
     results = _read_mapping(path / "results.json", json.loads, json.JSONDecodeError)
     for key in ACCURACY_KEYS:
         value = results.get(key)
-        if not isinstance(value, (int, float)) or not 0 <= value <= 1:
-            raise RunFileError(f"{path / 'results.json'}: {key}={value!r}; expected a fraction in [0, 1]")
+        if value is not None and (not isinstance(value, (int, float)) or not 0 <= value <= 1):
+            raise RunFileError(f"{path / 'results.json'}: {key}={value!r}; expected a fraction in [0, 1] or null")
+    if results.get("status", "completed") not in STATUSES:
+        raise RunFileError(f"{path / 'results.json'}: status={results['status']!r}; expected one of {STATUSES}")
     events = _read_events(path / "metrics.jsonl")
     config = _read_mapping(path / ".hydra" / "config.yaml", yaml.safe_load, yaml.YAMLError)
     task = (config.get("dataset") or {}).get("name")
     if not task:
         raise RunFileError(f"{path / '.hydra' / 'config.yaml'}: no dataset.name")
     experiment = results.get("experiment") or results.get("name") or config.get("name") or task
-    return Run(path, experiment, task, config.get("seed"), results, events, config)
+    return Run(path, experiment, task, config.get("seed"), results, events, config, _overrides(path, results))
+
+
+def _overrides(path: Path, results: dict) -> list[str]:
+    listed = results.get("overrides")
+    where = path / "results.json"
+    if listed is None and (path / OVERRIDES_FILE).is_file():
+        where = path / OVERRIDES_FILE
+        try:
+            listed = yaml.safe_load(where.read_text()) or []
+        except (OSError, yaml.YAMLError) as err:
+            raise RunFileError(f"{where}: {err}") from None
+    listed = [] if listed is None else listed
+    if not isinstance(listed, list) or not all(isinstance(o, str) for o in listed):
+        raise RunFileError(f"{where}: overrides: expected a list of 'key=value' strings")
+    return listed
 
 
 def load_runs(paths) -> list[Run]:

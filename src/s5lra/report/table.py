@@ -1,4 +1,9 @@
-"""The Markdown results table and its JSON twin (the same numbers, unrounded, for other tools)."""
+"""The Markdown results table and its JSON twin (the same numbers, unrounded, for other tools).
+
+Rows are settings (experiment plus semantic overrides); the paper and gap cells are filled only for the
+paper's settings and a note says why the others are not compared. Runs that do not count (not completed, or
+not evaluated yet) get a section of their own below the table.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import json
 import statistics
 from pathlib import Path
 
+from s5lra.overrides import overrides_label
 from s5lra.report.aggregate import Group
 from s5lra.report.paper import task_title
 
@@ -32,37 +38,53 @@ def _mean(values) -> float | None:
     return statistics.fmean(values) if values else None
 
 
+def _setting(experiment: str, label: str) -> str:
+    return f"`{experiment}`" + (f" `{label}`" if label else "")
+
+
 def _row(g: Group) -> tuple:
     acc = f"{g.mean:.2f}" + (f" ± {g.std:.2f}" if g.std is not None else "")
     epochs = _mean(g.epochs)
-    done = "—" if epochs is None else f"{epochs:.4g}"
-    return (task_title(g.task), f"`{g.experiment}`", acc, str(g.n), f"{g.best:.2f}", _num(g.paper),
+    done = "—" if epochs is None else f"{epochs:.1f}"
+    return (task_title(g.task), _setting(g.experiment, g.label), acc, str(g.n), f"{g.best:.2f}", _num(g.paper),
             _num(g.gap, "+.2f"), f"{done} / {g.paper_epochs or '—'}", format_duration(_mean(g.wall_time_s)),
             ", ".join(sorted(set(g.hardware))))
 
 
-def markdown(groups: list[Group], average: dict | None) -> str:
+def markdown(groups: list[Group], average: dict | None, left_out: list[dict] = ()) -> str:
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(_row(g)) + " |" for g in groups]
     if average:
-        used = average["experiments"]
-        paper_setting = all(e == f"lra/{t}" for t, e in used.items())
-        which = "`lra/*`" if paper_setting else ", ".join(f"`{e}`" for e in used.values())
-        cells = ["**LRA average**", which, f"**{average['mean']:.2f}**", "", "", f"{average['paper']:.2f}",
+        cells = ["**LRA average**", "`lra/*`", f"**{average['mean']:.2f}**", "", "", f"{average['paper']:.2f}",
                  f"{average['gap']:+.2f}", "", "", ""]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Accuracy: test accuracy at the epoch of best validation accuracy, mean ± sample std over seeds. "
+    if not groups:
+        lines.append("| no completed, evaluated runs yet |" + " |" * (len(HEADER) - 1))
+    lines += ["", "Accuracy: test accuracy at the epoch of best validation accuracy, mean ± sample std over seeds "
+              "(completed runs only; a row is one experiment with one set of overrides). "
               "Best seed: the test accuracy of the seed with the best validation accuracy (chosen on validation, "
               "not test). Gap: mean minus the paper's number. Wall time: mean per run."]
+    not_compared = [g for g in groups if g.not_compared]
+    if not_compared:
+        lines += ["", "Not compared with the paper:"]
+        lines += [f"- {task_title(g.task)} {_setting(g.experiment, g.label)}: {g.not_compared}" for g in not_compared]
     if not average:
-        lines.append("The LRA average row appears when all six tasks are present "
-                     "(one experiment each, or `lra/<task>`).")
+        lines.append("")
+        lines.append("The LRA average row appears when all six tasks have a row in the paper's setting "
+                     "(`lra/<task>`, no overrides, not partial).")
+    if left_out:
+        lines += ["", "## Runs left out of the means", "",
+                  "| Task | Experiment | Seed | Status | Why | Run directory |", "|---|---|---|---|---|---|"]
+        lines += [f"| {task_title(r['task'])} | {_setting(r['experiment'], overrides_label(r['overrides']))} | "
+                  f"{r['seed']} | {r['status']} | {r['reason']} | `{r['run_dir']}` |" for r in left_out]
     return "\n".join(lines) + "\n"
 
 
-def write_tables(groups: list[Group], average: dict | None, out: Path) -> tuple[Path, Path]:
+def write_tables(groups: list[Group], average: dict | None, out: Path, left_out: list[dict] = ()
+                 ) -> tuple[Path, Path]:
     """<out>/results.md and <out>/summary.json."""
     md, js = out / "results.md", out / "summary.json"
-    md.write_text("# S5 on LRA: our results against the paper\n\n" + markdown(groups, average))
-    js.write_text(json.dumps({"groups": [g.summary() for g in groups], "lra_average": average}, indent=2) + "\n")
+    md.write_text("# S5 on LRA: our results against the paper\n\n" + markdown(groups, average, left_out))
+    js.write_text(json.dumps({"groups": [g.summary() for g in groups], "lra_average": average,
+                              "left_out": list(left_out)}, indent=2) + "\n")
     return md, js

@@ -5,6 +5,9 @@ header (b":W&B", 0xBEE1 little-endian, version 0) followed by the LevelDB log fo
 chunks, each with a 7-byte header (CRC32C, uint16 length, type FULL=1 FIRST=2 MIDDLE=3 LAST=4); a block tail
 shorter than a chunk header is zero padding. The payload of each record is a `wandb_internal.Record` protobuf.
 CRCs are not checked: a torn tail from a killed run shows up as a parse error and ends the read.
+
+A resumed run writes one `offline-run-<date>_<time>-<id>` folder per process, all with the same run id;
+`read_offline_runs` merges them (in folder-name order, i.e. start time) into one run (`merge_runs`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import struct
 import warnings
 from pathlib import Path
 
-from s5lra.report.wandb_runs import HISTORY_KEYS, WandbRun
+from s5lra.report.wandb_runs import HISTORY_KEYS, WandbRun, merge_runs
 
 HEADER = b":W&B" + struct.pack("<HB", 0xBEE1, 0)
 BLOCK = 32 * 1024
@@ -53,6 +56,17 @@ def find_offline_runs(root: str | Path) -> list[Path]:
     if Path(root).is_file():
         return [Path(root)]
     return sorted(p for p in Path(root).rglob("run-*.wandb") if "latest-run" not in p.parts)
+
+
+def read_offline_runs(paths) -> list[WandbRun]:
+    """Every offline run under `paths` (files or folders), one per run id: the folders of a resumed run are
+    merged in the order they were started (their names begin with the start time)."""
+    files = sorted({f.resolve() for p in paths for f in find_offline_runs(p)}, key=lambda f: (f.parent.name, f.name))
+    segments: dict[str, list[WandbRun]] = {}
+    for f in files:
+        run = read_offline_run(f)
+        segments.setdefault(run.id, []).append(run)
+    return [merge_runs(parts) for parts in segments.values()]
 
 
 def read_offline_run(path: str | Path) -> WandbRun:
