@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 DATA_PATH ?= ./data
 
-.PHONY: install install-gpu test test-slow demo clean
+.PHONY: install install-gpu install-extras test test-slow demo clean
 
 install: $(VENV)/.installed
 
@@ -15,14 +15,21 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
+# The optional extras (cluster launchers, search, dashboard, TFDS), pinned; the tests of each need them.
+install-extras: $(VENV)/.extras
+
+$(VENV)/.extras: $(VENV)/.installed requirements-extras.txt
+	$(PY) -m pip install -q -r requirements-extras.txt -c requirements.txt
+	touch $@
+
 # The same environment with JAX's CUDA 12 plugin (same JAX version as requirements.txt).
 install-gpu: install
 	$(PY) -m pip install -q "jax[cuda12]==$$(sed -n 's/^jax==//p' requirements.txt)"
 
-test: install
+test: install install-extras
 	$(PY) -m pytest -q
 
-test-slow: install
+test-slow: install install-extras
 	$(PY) -m pytest -q -m slow
 
 demo: install

@@ -31,8 +31,9 @@ from s5lra.train.loggers import write_json
 
 log = logging.getLogger("s5lra")
 SUBMITIT_LAUNCHERS = "hydra_plugins.hydra_submitit_launcher."
-# A basic-launcher sweep runs its jobs in its own process: a signal that stopped one job stops the sweep.
-STOP_SWEEP = {"preempted": 128 + signal.SIGTERM, "interrupted": 128 + signal.SIGINT}
+# A basic-launcher sweep runs its jobs in its own process: the SIGTERM that stopped one job stops the sweep
+# (an interrupted run, Ctrl-C, exits by itself: s5lra.train.loop).
+STOP_SWEEP_EXIT = 128 + signal.SIGTERM
 JAX_PORT_BASE, JAX_PORT_RANGE = 61440, 4096  # JAX's own SLURM default: 61440 + job id % 4096
 
 
@@ -64,9 +65,9 @@ def run_job(cfg: DictConfig) -> float | None:
             log.exception("job failed (recorded in %s)", run_dir / "results.json")
         return None
     status = results.get("status")
-    if in_sweep and job is None and status in STOP_SWEEP:
-        log.warning("sweep stopped: this job was %s (checkpoints/last saved in %s)", status, run_dir)
-        raise SystemExit(STOP_SWEEP[status])
+    if in_sweep and job is None and status == "preempted":
+        log.warning("sweep stopped by SIGTERM (checkpoints/last of this job saved in %s)", run_dir)
+        raise SystemExit(STOP_SWEEP_EXIT)
     return results.get("best_val_accuracy") if status == "completed" else None
 
 
