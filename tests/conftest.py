@@ -13,8 +13,8 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from s5lra.data import load_task  # noqa: E402
 
-# A tiny generated ListOps (as a Hydra override value) shared by the training tests.
-GENERATE = "{n_train:64,n_val:12,n_test:20,max_depth:3,max_args:3,min_length:2,max_length:20,seed:0}"
+from helpers import GENERATE  # noqa: E402
+
 
 
 @pytest.fixture(scope="module")

@@ -71,3 +71,20 @@ def test_train_step_and_epoch_floor_clis(tmp_path, monkeypatch, capsys):
     assert floor["estimate"] and [r["task"] for r in floor["rows"]] == list(epoch_floor.TASKS)
     printed = capsys.readouterr().out
     assert "1.00x" in printed and "pathx" in printed and "min/epoch" in printed
+
+
+def test_loop_overhead_cli(tmp_path, monkeypatch, capsys, listops_root):
+    """The real loop and the bare step on the tiny config; the summary line is the last thing printed."""
+    import loop_overhead
+
+    monkeypatch.setattr(loop_overhead, "CONFIGS", {"tiny": (
+        [f"dataset.root={listops_root}", "dataset.max_len=20", "dataset.generate=null", *loop_overhead.TINY], 40)})
+    out = tmp_path / "loop.json"
+    monkeypatch.setattr(sys, "argv", ["loop_overhead.py", "--configs", "tiny", "--log-every", "10",
+                                      "--data-dir", str(tmp_path), "--json", str(out)])
+    loop_overhead.main()
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["config"] == "tiny" and row["bare_ms"] > 0 and row["loop_ms"] > 0
+    assert row["fraction"] == pytest.approx(row["bare_ms"] / row["loop_ms"])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == f"loop overhead: real loop at {100 * row['fraction']:.1f}% of the bare step (min over configs)"

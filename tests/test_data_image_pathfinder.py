@@ -1,7 +1,6 @@
 """Image (CIFAR-10 pickles) and Pathfinder/Path-X (PNGs + text or .npy metadata) readers on small fixtures."""
 
 import os
-import pickle
 
 import numpy as np
 import pytest
@@ -10,21 +9,7 @@ from PIL import Image
 from s5lra.data import DataError, load_task
 from s5lra.data import pathfinder
 
-
-def write_cifar(folder, n_per_batch=10, seed=0):
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True)
-    batches = {}
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        data = rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8)
-        labels = rng.integers(0, 10, n_per_batch).tolist()
-        with open(folder / name, "wb") as f:
-            pickle.dump({b"batch_label": name.encode(), b"labels": labels, b"data": data,
-                         b"filenames": [b"x.png"] * n_per_batch}, f)
-        batches[name] = (data, labels)
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({b"label_names": [b"airplane"] * 10}, f)
-    return batches
+from helpers import write_cifar, write_pathfinder
 
 
 def pil_gray(row):
@@ -61,26 +46,6 @@ def test_image_bad_batch(tmp_path):
         load_task("image", tmp_path)
     with pytest.raises(DataError, match="fixed length"):
         load_task("image", tmp_path, max_len=100)
-
-
-def write_pathfinder(base, side=32, difficulty="curv_contour_length_14", per_batch=6):
-    """Two generator batches: batch 0 with text metadata, batch 1 with binary .npy metadata; image k's
-    pixels are all equal to k, label k % 2; batch 0 sample 2 is an empty (0-byte) PNG."""
-    folder = base / f"pathfinder{side}" / difficulty
-    (folder / "metadata").mkdir(parents=True)
-    rows = {0: [], 1: []}
-    for batch in (0, 1):
-        (folder / "imgs" / str(batch)).mkdir(parents=True)
-        for j in range(per_batch):
-            k = batch * per_batch + j
-            path = folder / "imgs" / str(batch) / f"sample_{j}.png"
-            Image.fromarray(np.full((side, side), k, np.uint8), "L").save(path)
-            rows[batch].append([f"imgs/{batch}", f"sample_{j}.png", str(j), str(k % 2), "1.0", "14", "4", "2",
-                                "0.5", "1", "1"])
-    (folder / "imgs" / "0" / "sample_2.png").write_bytes(b"")
-    (folder / "metadata" / "0.npy").write_text("".join(" ".join(r) + "\n" for r in rows[0]))
-    np.save(folder / "metadata" / "1.npy", np.array(rows[1]))
-    return folder
 
 
 def test_pathfinder_text_and_binary_metadata_empty_png_and_split(tmp_path):

@@ -17,15 +17,17 @@ from s5lra.train.optim import make_optimizer
 from s5lra.train.schedule import make_schedule
 from s5lra.train.sharding import AXIS, shard_batch
 from s5lra.train.steps import create_train_state, make_train_step
-from test_train_run import REPO, events, run_inprocess, tiny_overrides
+
+from helpers import REPO, events, run_inprocess, tiny_overrides
 
 pytestmark = pytest.mark.usefixtures("shared_compilation_cache")
 
 
-def losses_on(devices, batches, dropout, scan="auto", compiled=None):
-    """Train on the batches; `compiled`, a list, receives the compiled step's HLO text."""
+def losses_on(devices, batches, dropout, scan="auto", compiled=None, variant=None):
+    """Train on the batches; `compiled`, a list, receives the compiled step's HLO text; `variant`: SSMConfig
+    fields of a member of the S5 family."""
     spec = SimpleNamespace(n_classes=10, vocab_size=18, dual=False)
-    ssm = SSMConfig(state_size=4, scan=scan)
+    ssm = SSMConfig(state_size=4, scan=scan, **(variant or {}))
     model = build_model(ModelConfig(n_layers=2, d_model=8, dropout=dropout, ssm=ssm), spec)
     mesh = Mesh(np.array(devices), (AXIS,))
     schedule = make_schedule(3e-3, steps_per_epoch=4, epochs=2, warmup_epochs=1)
@@ -50,12 +52,13 @@ def random_batches(n=6, seed=0):
             for i in range(n)]
 
 
-@pytest.mark.parametrize("dropout", [0.0, 0.2])
-def test_one_and_four_devices_give_the_same_losses(dropout):
+@pytest.mark.parametrize("dropout,variant", [(0.0, {}), (0.2, {}), (0.0, {"kind": "lru"}), (0.0, {"selective": True}),
+                                             (0.0, {"init": "s4d_lin"})])
+def test_one_and_four_devices_give_the_same_losses(dropout, variant):
     assert jax.device_count() == 4
     batches = random_batches()
-    one, stats_one = losses_on(jax.devices()[:1], batches, dropout)
-    four, stats_four = losses_on(jax.devices(), batches, dropout)
+    one, stats_one = losses_on(jax.devices()[:1], batches, dropout, variant=variant)
+    four, stats_four = losses_on(jax.devices(), batches, dropout, variant=variant)
     np.testing.assert_allclose(four, one, rtol=1e-5)  # BatchNorm statistics and the loss cover the global batch
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), stats_four, stats_one)
     assert len(set(one.tolist())) == len(one)  # the parameters moved

@@ -1,62 +1,23 @@
 """Whole runs on tiny generated ListOps: outputs, W&B offline contents, run_eval, resume, SIGTERM, refusals."""
 
 import json
-import os
 import signal
-import struct
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from s5lra.train import EvalConfig, TrainingDiverged, evaluate_run, train
+from s5lra.overrides import overrides_label
+from s5lra.train import EvalConfig, TrainingDiverged, evaluate_run
 from s5lra.train import loop as loop_module
 from s5lra.train.checkpoint import CheckpointError
-from s5lra.train.config import EvalModelOverrides, EvalSSMOverrides, register_configs
+from s5lra.train.config import EvalModelOverrides, EvalSSMOverrides
 
-from conftest import GENERATE
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-TINY = ["model.n_layers=1", "model.d_model=8", "model.ssm.state_size=4", "model.ssm.blocks=1",
-        "trainer.batch_size=8", "trainer.epochs=2", "trainer.log_every=1", "trainer.progress=false", "logger=none"]
-
-
-def tiny_overrides(root, *extra):
-    """A tiny ListOps run: 8 steps per epoch of a one-layer, eight-wide S5."""
-    return [f"dataset.root={root}", "dataset.max_len=20", f"dataset.generate={GENERATE}", *TINY, *extra]
-
-
-def compose_cfg(overrides):
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
-
-
-def run_inprocess(run_dir, overrides):
-    """What run_train.py does, minus Hydra's process: compose, save the config, train."""
-    conf = compose_cfg(overrides)
-    (Path(run_dir) / ".hydra").mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(conf, Path(run_dir) / ".hydra" / "config.yaml")
-    return train(OmegaConf.to_object(conf), run_dir)
-
-
-def run_cli(script, args, timeout=240, env=None):
-    return subprocess.run([sys.executable, str(REPO / script), *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
-
-
-def events(run_dir, split=None):
-    lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
-    return [e for e in map(json.loads, lines) if split is None or e["split"] == split]
-
+from helpers import REPO, events, read_wandb, read_wandb_file, run_cli, run_inprocess, tiny_overrides
 
 pytestmark = pytest.mark.usefixtures("shared_compilation_cache")
 
@@ -90,52 +51,15 @@ def test_run_directory_contents(cli_run):
     assert [p.name for p in (cli_run / "checkpoints" / "last").iterdir()] == ["16"]
 
 
-def wandb_records(path):
-    """Records of an offline `.wandb` file: W&B's 7-byte header, then LevelDB-log framing in 32 KiB blocks."""
-    from wandb.proto import wandb_internal_pb2
-
-    data = path.read_bytes()
-    assert data[:4] == b":W&B"
-    pos, parts = 7, b""
-    while pos + 7 <= len(data):
-        if 32768 - pos % 32768 < 7:  # block trailer too short for a record header
-            pos += 32768 - pos % 32768
-            continue
-        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        parts += data[pos + 7:pos + 7 + length]
-        pos += 7 + length
-        if kind in (1, 4):  # FULL or LAST fragment
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(parts)
-            parts = b""
-            yield record
-
-
-def read_wandb(run_dir):
-    (path,) = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")
-    return read_wandb_file(path)
-
-
-def read_wandb_file(path):
-    """(run record, history rows, config, summary) of an offline run."""
-    items = lambda update: {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in update}  # noqa: E731
-    rows, summary, run = [], {}, None
-    for record in wandb_records(path):
-        kind = record.WhichOneof("record_type")
-        if kind == "history":
-            rows.append(items(record.history.item))
-        elif kind == "run":
-            run = record.run
-        elif kind == "summary":
-            summary.update(items(record.summary.update))
-    return run, rows, items(run.config.update), summary
-
-
 def test_wandb_offline_run_contents(cli_run):
     run, rows, config, summary = read_wandb(cli_run)
-    # User tags first, then the task and seed; the experiment groups the runs (the loop's defaults).
+    # User tags first, then the task and seed; the experiment and the overrides that change what is trained
+    # group the runs (the loop's defaults), so only seeds of one setting share a group.
     assert run.project == "s5lra" and list(run.tags) == ["tiny", "listops", "seed0"]
-    assert run.run_group == "demo" and run.display_name == "demo/seed0"
+    overrides = OmegaConf.load(cli_run / ".hydra" / "overrides.yaml")
+    group = f"demo/{overrides_label(list(overrides))}"
+    assert group != "demo/" and "seed" not in group and "logger" not in group
+    assert run.run_group == group and run.display_name == f"{group}/seed0"
     keys = set().union(*rows)
     assert {"train/loss", "train/accuracy", "val/loss", "val/accuracy", "test/loss", "test/accuracy", "lr",
             "ssm_lr", "step"} <= keys
@@ -154,13 +78,21 @@ def test_run_eval_reproduces_the_logged_test_accuracy(cli_run):
     assert json.loads(proc.stdout)["accuracy"] == metrics["accuracy"]
 
 
-def test_resume_equals_an_uninterrupted_run(listops_root, tmp_path):
+# The S5 family (tests/test_variants.py has their layers): each variant's parameters must checkpoint and resume.
+VARIANTS = [[], ["model.ssm.kind=lru"], ["model.ssm.selective=true"],
+            pytest.param(["model.ssm.init=ptd", "model.ssm.conj_sym=false"], marks=pytest.mark.slow),
+            pytest.param(["model.ssm.init=s4d_inv"], marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: " ".join(v) or "s5")
+def test_resume_equals_an_uninterrupted_run(listops_root, tmp_path, monkeypatch, variant):
+    monkeypatch.setenv("S5LRA_CACHE_DIR", str(tmp_path / "cache"))  # a PTD solve stays out of ~/.cache
     full = tmp_path / "full"
-    run_inprocess(full, tiny_overrides(listops_root, "model.dropout=0.1"))
+    run_inprocess(full, tiny_overrides(listops_root, "model.dropout=0.1", *variant))
     part = tmp_path / "part"
-    first = run_inprocess(part, tiny_overrides(listops_root, "model.dropout=0.1", "trainer.max_steps=5"))
+    first = run_inprocess(part, tiny_overrides(listops_root, "model.dropout=0.1", "trainer.max_steps=5", *variant))
     assert first["steps"] == 5
-    second = run_inprocess(part, tiny_overrides(listops_root, "model.dropout=0.1", "trainer.resume=auto"))
+    second = run_inprocess(part, tiny_overrides(listops_root, "model.dropout=0.1", "trainer.resume=auto", *variant))
     assert second["steps"] == 16
     losses = lambda d: [(e["step"], e["loss"]) for e in events(d, "train")]  # noqa: E731
     assert losses(part) == losses(full)  # bit-exact, dropout and BatchNorm included

@@ -2,8 +2,7 @@
 
 import pytest
 
-from test_data_image_pathfinder import write_cifar, write_pathfinder
-from test_train_run import TINY, run_inprocess
+from helpers import TINY, run_inprocess, write_cifar, write_pathfinder
 
 pytestmark = pytest.mark.usefixtures("shared_compilation_cache")
 

@@ -56,7 +56,7 @@ def errors_to_exit(log=None):
     try:
         yield
     except USER_ERRORS as err:
-        if log is not None:
+        if log is not None and not isinstance(err, RunDirectoryError):  # that log belongs to another run
             log.error("error: %s", err)
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -65,7 +65,7 @@ class BatchIterator:
             raise DataError(f"start_step={start_step} is outside the epoch's {len(self)} steps")
         if self.prefetch <= 0:
             return self._batches(epoch, start_step)
-        return _prefetched(lambda: self._batches(epoch, start_step), self.prefetch)
+        return prefetched(lambda: self._batches(epoch, start_step), self.prefetch)
 
 
 _DONE = object()
@@ -76,7 +76,7 @@ class _Failed:
         self.error = error
 
 
-def _prefetched(make: Callable[[], Iterator], size: int) -> Iterator:
+def prefetched(make: Callable[[], Iterator], size: int) -> Iterator:
     """Run the iterator `make()` on a daemon thread, `size` items ahead; stops when the consumer does."""
     q: queue.Queue = queue.Queue(size)
     stop = threading.Event()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from s5lra.data import BatchIterator, load_task
+from s5lra.data import BatchIterator, fingerprint_changes, load_task
 from s5lra.errors import ConfigError, DataError
 from s5lra.train.config import DatasetConfig
 
@@ -56,15 +56,15 @@ class TaskBatches:
 
     def identity(self) -> dict:
         """What a run records about its data: the vocabulary (ids in order) and the data's fingerprint."""
-        return {"vocab": self.task.vocab, "fingerprint": getattr(self.task, "fingerprint", None)}  # INTEGRATE
+        return {"vocab": self.task.vocab, "fingerprint": self.task.fingerprint}
 
     def describe(self) -> str:
         """One line for the start of a run: task, split sizes, length, vocabulary, cache."""
         sizes = " / ".join(f"{s} {len(self.task.splits[s]):,}" for s in ("train", "val", "test"))
         vocab = f", {self.spec.vocab_size} tokens" if self.spec.vocab_size else ""
-        cache = "built" if getattr(self.task, "cache_built", False) else "hit"  # INTEGRATE
-        return (f"task {self.spec.name}: {sizes} examples, length {self.spec.seq_len}{vocab}; "
-                f"cache {cache} at {self.task.cache_dir}")
+        truncated = {s: t["truncated"] for s, t in self.task.truncation.items() if t["truncated"]}
+        cut = f"; truncated to the length: {truncated}" if truncated else ""
+        return f"task {self.spec.name}: {sizes} examples, length {self.spec.seq_len}{vocab}{cut}"
 
 
 def open_task(cfg: DatasetConfig, vocab: list[str] | None = None) -> TaskBatches:
@@ -72,9 +72,9 @@ def open_task(cfg: DatasetConfig, vocab: list[str] | None = None) -> TaskBatches
 
     vocab: a run's own vocabulary (resume, evaluation): the data is encoded with it, not rebuilt from disk.
     """
-    task = load_task(cfg.name, cfg.root, generate=cfg.generate, max_len=cfg.max_len, **cfg.options)  # INTEGRATE vocab
+    task = load_task(cfg.name, cfg.root, generate=cfg.generate, max_len=cfg.max_len, vocab=vocab, **cfg.options)
     if cfg.name in NO_TRUNCATION:
-        for split, info in getattr(task, "truncation", {}).items():  # INTEGRATE
+        for split, info in task.truncation.items():
             if info["truncated"]:
                 raise ConfigError(
                     f"dataset.max_len={cfg.max_len} truncates {info['truncated']} {split} examples of {cfg.name} "
@@ -85,7 +85,7 @@ def open_task(cfg: DatasetConfig, vocab: list[str] | None = None) -> TaskBatches
 
 def check_data(saved: dict, data: TaskBatches, allow_change: bool, context: str) -> None:
     """Stop if the data differs from the run's own (fingerprint), unless allow_data_change=true."""
-    changes = []  # INTEGRATE fingerprint_changes(saved["fingerprint"], data.task.fingerprint)
+    changes = fingerprint_changes(saved["fingerprint"], data.task.fingerprint)
     if changes and not allow_change:
         raise DataError(f"{context}: the data differs from the run's own: " + "; ".join(changes) +
                         ". Restore the original data, or set allow_data_change=true to go on with this data.")

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from s5lra.errors import TrainingDiverged
 from s5lra.model import count_params
+from s5lra.overrides import overrides_label
 from s5lra.train import checkpoint, rundir
 from s5lra.train.config import TrainConfig, validate
 from s5lra.train.data import check_data, open_task
@@ -78,8 +79,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, overrides: list[str] | None 
         rundir.write_config(run_dir, cfg, list(overrides or []))
     logger = None
     if lead:
+        label = overrides_label(overrides or [])  # runs that differ in more than the seed group apart
+        group = f"{cfg.name}/{label}" if label else cfg.name
         logger = RunLogger(run_dir, cfg.logger, dataclasses.asdict(cfg), run_id=record["wandb_run_id"],
-                           defaults={"name": f"{cfg.name}/seed{cfg.seed}", "group": cfg.name,
+                           defaults={"name": f"{group}/seed{cfg.seed}", "group": group,
                                      "tags": [cfg.dataset.name, f"seed{cfg.seed}"]})
         record["wandb_run_id"] = logger.run_id
         logger.metrics.truncate_after(step if resume_from is not None else -1)

@@ -8,13 +8,13 @@ the numbers do not depend on the device count. Multi-host runs use the same path
 
 from __future__ import annotations
 
-import collections
 import os
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from s5lra.data.iterator import prefetched
 from s5lra.errors import ConfigError
 
 AXIS = "data"
@@ -69,12 +69,7 @@ def shard_batch(batch: dict, mesh: Mesh) -> dict:
 
 
 def prefetch_to_device(batches, mesh: Mesh, depth: int = 2):
-    """Yield `batches` as global device arrays, `depth` batches ahead: the transfer of the next batch is
-    issued before the current step's results are read, so it overlaps the step."""
-    queue = collections.deque()
-    for batch in batches:
-        queue.append(shard_batch(batch, mesh))
-        if len(queue) >= depth:
-            yield queue.popleft()
-    while queue:
-        yield queue.popleft()
+    """Yield `batches` as global device arrays, put on the devices by a background thread `depth` batches
+    ahead: the host-to-device transfer of the next batches overlaps the current step, and the loop's thread
+    only dispatches steps."""
+    return prefetched(lambda: (shard_batch(batch, mesh) for batch in batches), depth)

@@ -1,0 +1,133 @@
+"""Helpers shared by the test modules (no test module imports another): tiny run configs, running the entry
+points in-process and as subprocesses, reading run outputs (metrics.jsonl, offline W&B files), and writers of
+tiny data in the LRA release formats."""
+
+import json
+import os
+import pickle
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from PIL import Image
+
+from s5lra.train import train
+from s5lra.train.config import register_configs
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A tiny generated ListOps (as a Hydra override value) shared by the training tests.
+GENERATE = "{n_train:64,n_val:12,n_test:20,max_depth:3,max_args:3,min_length:2,max_length:20,seed:0}"
+
+TINY = ["model.n_layers=1", "model.d_model=8", "model.ssm.state_size=4", "model.ssm.blocks=1",
+        "trainer.batch_size=8", "trainer.epochs=2", "trainer.log_every=1", "trainer.progress=false", "logger=none"]
+
+
+def tiny_overrides(root, *extra):
+    """A tiny ListOps run: 8 steps per epoch of a one-layer, eight-wide S5."""
+    return [f"dataset.root={root}", "dataset.max_len=20", f"dataset.generate={GENERATE}", *TINY, *extra]
+
+
+def compose_cfg(overrides):
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+def run_inprocess(run_dir, overrides):
+    """What run_train.py does, minus Hydra's process: compose, save the config, train."""
+    conf = compose_cfg(overrides)
+    (Path(run_dir) / ".hydra").mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(conf, Path(run_dir) / ".hydra" / "config.yaml")
+    return train(OmegaConf.to_object(conf), run_dir)
+
+
+def run_cli(script, args, timeout=240, env=None):
+    return subprocess.run([sys.executable, str(REPO / script), *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def events(run_dir, split=None):
+    lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
+    return [e for e in map(json.loads, lines) if split is None or e["split"] == split]
+
+
+def wandb_records(path):
+    """Records of an offline `.wandb` file: W&B's 7-byte header, then LevelDB-log framing in 32 KiB blocks."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    pos, parts = 7, b""
+    while pos + 7 <= len(data):
+        if 32768 - pos % 32768 < 7:  # block trailer too short for a record header
+            pos += 32768 - pos % 32768
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        parts += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # FULL or LAST fragment
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(parts)
+            parts = b""
+            yield record
+
+
+def read_wandb(run_dir):
+    (path,) = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")
+    return read_wandb_file(path)
+
+
+def read_wandb_file(path):
+    """(run record, history rows, config, summary) of an offline run."""
+    items = lambda update: {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in update}  # noqa: E731
+    rows, summary, run = [], {}, None
+    for record in wandb_records(path):
+        kind = record.WhichOneof("record_type")
+        if kind == "history":
+            rows.append(items(record.history.item))
+        elif kind == "run":
+            run = record.run
+        elif kind == "summary":
+            summary.update(items(record.summary.update))
+    return run, rows, items(run.config.update), summary
+
+
+def write_cifar(folder, n_per_batch=10, seed=0):
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    batches = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8)
+        labels = rng.integers(0, 10, n_per_batch).tolist()
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"batch_label": name.encode(), b"labels": labels, b"data": data,
+                         b"filenames": [b"x.png"] * n_per_batch}, f)
+        batches[name] = (data, labels)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [b"airplane"] * 10}, f)
+    return batches
+
+
+def write_pathfinder(base, side=32, difficulty="curv_contour_length_14", per_batch=6):
+    """Two generator batches: batch 0 with text metadata, batch 1 with binary .npy metadata; image k's
+    pixels are all equal to k, label k % 2; batch 0 sample 2 is an empty (0-byte) PNG."""
+    folder = base / f"pathfinder{side}" / difficulty
+    (folder / "metadata").mkdir(parents=True)
+    rows = {0: [], 1: []}
+    for batch in (0, 1):
+        (folder / "imgs" / str(batch)).mkdir(parents=True)
+        for j in range(per_batch):
+            k = batch * per_batch + j
+            path = folder / "imgs" / str(batch) / f"sample_{j}.png"
+            Image.fromarray(np.full((side, side), k, np.uint8), "L").save(path)
+            rows[batch].append([f"imgs/{batch}", f"sample_{j}.png", str(j), str(k % 2), "1.0", "14", "4", "2",
+                                "0.5", "1", "1"])
+    (folder / "imgs" / "0" / "sample_2.png").write_bytes(b"")
+    (folder / "metadata" / "0.npy").write_text("".join(" ".join(r) + "\n" for r in rows[0]))
+    np.save(folder / "metadata" / "1.npy", np.array(rows[1]))
+    return folder

@@ -1,0 +1,147 @@
+"""Runs never mix, never silently change their data, and say what they were (tiny generated ListOps)."""
+
+import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from omegaconf import OmegaConf
+
+from s5lra.data import listops_gen, load_task
+from s5lra.errors import DataError, RunDirectoryError
+from s5lra.train import EvalConfig, evaluate_run, train
+from s5lra.train import checkpoint
+from s5lra.train import loop as loop_module
+
+from helpers import GENERATE, REPO, compose_cfg, events, run_cli, tiny_overrides
+
+pytestmark = pytest.mark.usefixtures("shared_compilation_cache")
+
+
+def run(run_dir, overrides):
+    return train(OmegaConf.to_object(compose_cfg(overrides)), run_dir, overrides=list(overrides))
+
+
+def snapshot(run_dir):
+    return {p.relative_to(run_dir): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+def test_a_directory_holding_a_run_is_refused_and_left_untouched(listops_root, tmp_path):
+    run_dir = tmp_path / "run"
+    run(run_dir, tiny_overrides(listops_root, "trainer.max_steps=2"))
+    before = snapshot(run_dir)
+    proc = run_cli("run_train.py", tiny_overrides(listops_root, "trainer.max_steps=3", f"hydra.run.dir={run_dir}"))
+    assert proc.returncode == 1
+    message = proc.stderr.strip().splitlines()[-1]
+    assert message.startswith(f"error: {run_dir} already holds a run") and "trainer.resume=auto" in message
+    assert snapshot(run_dir) == before  # .hydra/ included: Hydra writes nothing there itself
+    with pytest.raises(RunDirectoryError):
+        run(run_dir, tiny_overrides(listops_root, "trainer.max_steps=3"))
+
+
+def test_resume_auto_without_a_checkpoint_says_it_starts_fresh(listops_root, tmp_path, caplog):
+    with caplog.at_level("INFO", logger="s5lra"):
+        results = run(tmp_path, tiny_overrides(listops_root, "trainer.max_steps=2", "trainer.resume=auto"))
+    assert results["steps"] == 2 and results["status"] == "completed"
+    assert any("no checkpoint" in r.message and "starting fresh" in r.message for r in caplog.records)
+
+
+def test_results_say_what_the_run_was(listops_root, tmp_path):
+    overrides = tiny_overrides(listops_root, "trainer.max_steps=3", "seed=5")
+    results = run(tmp_path, overrides)
+    assert results["seed"] == 5 and results["overrides"] == overrides
+    assert re.fullmatch(r"[0-9a-f]{40}", results["git_commit"]) and isinstance(results["git_dirty"], bool)
+    assert results["jax_version"] and results["flax_version"] and results["device_kind"] == "cpu"
+    assert results["n_devices"] == 4 and results["epochs"] == results["steps"] / results["steps_per_epoch"]
+    saved = OmegaConf.load(tmp_path / ".hydra" / "config.yaml")
+    assert saved.dataset.root == str(listops_root) and saved.paths.data_dir.startswith("/")
+    assert list(OmegaConf.load(tmp_path / ".hydra" / "overrides.yaml")) == overrides
+
+
+def test_saved_paths_are_absolute_and_evaluation_never_generates(tmp_path, monkeypatch):
+    """Trained with a relative data root, evaluated from another directory: the same data, nothing generated."""
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir(), elsewhere.mkdir()
+    monkeypatch.chdir(work)
+    results = run(work / "run", tiny_overrides("rel_data", "trainer.max_steps=3"))
+    monkeypatch.chdir(elsewhere)
+    metrics = evaluate_run(EvalConfig(run_dir=str(work / "run"), checkpoint="last"))
+    assert metrics["examples"] == 20 and metrics["accuracy"] == results["final_test_accuracy"]
+    assert not (elsewhere / "rel_data").exists()
+
+
+def test_changed_data_stops_evaluation_and_resume_unless_allowed(tmp_path):
+    root = tmp_path / "data"
+    run(tmp_path / "run", tiny_overrides(root, "trainer.max_steps=3"))
+    vocab = checkpoint.read_record(tmp_path / "run" / "checkpoints" / "last")["data"]["vocab"]
+    # Regenerate the data with another seed (other trees, other token frequencies) in the same root.
+    shutil.rmtree(root / listops_gen.FOLDER)
+    other = compose_cfg(tiny_overrides(root, f"dataset.generate={GENERATE.replace('seed:0', 'seed:1')}")).dataset
+    load_task("listops", root, generate=OmegaConf.to_container(other.generate), max_len=20)
+    with pytest.raises(DataError, match="the data differs from the run's own: .*allow_data_change=true"):
+        evaluate_run(EvalConfig(run_dir=str(tmp_path / "run"), checkpoint="last"))
+    with pytest.raises(DataError, match="allow_data_change"):
+        run(tmp_path / "run", tiny_overrides(root, "trainer.max_steps=5", "trainer.resume=auto",
+                                             f"dataset.generate={GENERATE.replace('seed:0', 'seed:1')}"))
+    metrics = evaluate_run(EvalConfig(run_dir=str(tmp_path / "run"), checkpoint="last", allow_data_change=True))
+    assert metrics["examples"] == 20
+    assert load_task("listops", root, vocab=vocab).vocab == vocab  # encoded with the run's own ids
+
+
+def test_metrics_after_a_resume_equal_an_uninterrupted_run(listops_root, tmp_path, monkeypatch):
+    """Stopped at a checkpoint inside a logging window: the resumed run's events, train windows included,
+    equal the uninterrupted run's."""
+    extra = ["trainer.log_every=3", "trainer.checkpoint_every=4", "model.dropout=0.1"]
+    run(tmp_path / "full", tiny_overrides(listops_root, *extra))
+    calls = []
+
+    def stop_at_the_second_boundary(self):
+        calls.append(1)
+        return "preempted" if len(calls) == 2 else None  # boundaries at steps 3 and 4: stop at 4
+
+    monkeypatch.setattr(loop_module.StopSignals, "agreed", stop_at_the_second_boundary)
+    first = run(tmp_path / "part", tiny_overrides(listops_root, *extra))
+    monkeypatch.undo()
+    assert first["status"] == "preempted" and first["steps"] == 4 and first["epochs"] == 0.5
+    run(tmp_path / "part", tiny_overrides(listops_root, *extra, "trainer.resume=auto"))
+    strip = lambda d: [{k: v for k, v in e.items() if k != "examples_per_s"} for e in events(d)]  # noqa: E731
+    assert strip(tmp_path / "part") == strip(tmp_path / "full")
+    assert [e["step"] for e in events(tmp_path / "full", "train")] == [3, 6, 9, 12, 15]
+
+
+def test_sigint_saves_and_exits_130(listops_root, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, str(REPO / "run_train.py"),
+                             *tiny_overrides(listops_root, "trainer.epochs=500", f"hydra.run.dir={run_dir}")],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and not (
+                (run_dir / "metrics.jsonl").exists() and len(events(run_dir, "train")) >= 3):
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr[-3000:]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["status"] == "interrupted" and results["epochs"] == results["steps"] / 8
+    assert [int(p.name) for p in (run_dir / "checkpoints" / "last").iterdir()] == [results["steps"]]
+
+
+def test_the_log_says_what_the_run_uses_and_why_it_failed(listops_root, tmp_path):
+    proc = run_cli("run_train.py", tiny_overrides(listops_root, "trainer.max_steps=2", f"hydra.run.dir={tmp_path}"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = (tmp_path / "run_train.log").read_text()
+    for words in ("devices: 4 x cpu", "parameters", "task listops: train 64 / val 12 / test 20 examples",
+                  "data cache", f"run directory: {tmp_path}", "metrics: "):
+        assert words in log, words
+    failed = tmp_path / "failed"
+    proc = run_cli("run_train.py", [*tiny_overrides(tmp_path / "no_data", f"hydra.run.dir={failed}"),
+                                    "dataset.generate=null"])
+    assert proc.returncode == 1
+    assert "error: " in (failed / "run_train.log").read_text()
