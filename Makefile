@@ -86,3 +86,10 @@ smoke-lra: install
 reduced-listops: install
 	$(PY) run_train.py experiment=reduced/listops paths.data_dir=$(DATA_PATH) logger=none $(ARGS)
 	$(PY) -m s5lra.report outputs/reduced/listops --out experiments/results/reduced_listops
+
+# --- The S5 family on CPU (experiments/README.md, "The S5 family") ------------------------------------------
+# S5, S5-PTD, S4D-Lin, S4D-Inv, LRU and selective S5 on reduced ListOps and easy Pathfinder-32, two seeds each
+# (about an hour on a free 2-core CPU); report in experiments/results/zoo_reduced/. Extra overrides in ARGS.
+.PHONY: zoo-reduced
+zoo-reduced: install
+	$(PY) experiments/zoo_reduced.py --data-dir $(DATA_PATH) $(ARGS)

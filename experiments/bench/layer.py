@@ -4,13 +4,18 @@
     python experiments/bench/layer.py --shapes pathx --sweep  # plus L = 1K..16K at the Path-X width
     python experiments/bench/layer.py --shapes pathx --batch 2 --methods auto official
     python experiments/bench/layer.py --shapes pathx --scan   # plus the recurrence alone vs copy bandwidth
+    python experiments/bench/layer.py --shapes pathx --methods auto --variants   # the S5 family, one row each
+    python experiments/bench/layer.py --shapes --ptd-solve 2 16 32 64            # PTD solve time per block size
 
 Forward and forward+backward wall time (median of --repeats after a warm-up, methods interleaved within each
 repeat), compile time, and XLA's temporary-buffer size for the fwd+bwd program (a deterministic proxy for peak
 memory on any backend). With --scan, also the recurrence alone on the shape's (B, L, P') states, one direction:
 its achieved bandwidth counts the ideal traffic (forward: read Bu, write x, 16 bytes per complex state;
 forward+backward: 40, docs/performance.md §2 "The GPU floor") against the measured bandwidth of an elementwise
-copy of the same size. Prints tables and writes JSON (--out).
+copy of the same size. With --variants, the same measurements for each member of the S5 family (README "Model
+variants") through the Flax module, per method; selective S5's per-step decay shows in its temp MB. With
+--ptd-solve, the wall time of one perturb-then-diagonalise solve per block size (uncached). Prints tables and
+writes JSON (--out).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from s5lra.ssm import S5SSM, SSMConfig, apply_s5, linear_recurrence
+from s5lra.ssm import S5SSM, SSMConfig, apply_s5, linear_recurrence, ptd
 from s5lra.ssm.layer import discretize
 from table import print_table, speedup
 
@@ -110,6 +115,57 @@ def bench_shape(name, batch, length, h, p, j, methods, repeats):
     return rows
 
 
+# model.ssm settings per member of the family (PTD and LRU without conjugate pairs: twice S5's stored states).
+VARIANTS = {
+    "s5": {}, "s5_ptd": {"init": "ptd", "conj_sym": False}, "s4d_lin": {"init": "s4d_lin"},
+    "s4d_inv": {"init": "s4d_inv"}, "lru": {"kind": "lru"}, "selective": {"selective": True},
+}
+
+
+def bench_variants(name, batch, length, h, p, j, variants, methods, repeats):
+    """One row per (variant, method): the Flax layer's forward and forward+backward, compile time, temp MB."""
+    u = jax.random.normal(jax.random.key(1), (batch, length, h), jnp.float32)
+    rows = []
+    for v in variants:
+        for m in methods:
+            layer = S5SSM(SSMConfig(state_size=p, blocks=j, bidirectional=True, scan=m, **VARIANTS[v]), h)
+            params = layer.init(jax.random.key(0), jnp.zeros((2, h)))["params"]
+            apply = lambda q, x, layer=layer: layer.apply({"params": q}, x)
+            fwd = jax.jit(apply)
+            bwd = jax.jit(jax.value_and_grad(lambda q, x: jnp.sum(apply(q, x) ** 2), argnums=(0, 1)))
+            t0 = time.perf_counter()
+            compiled = bwd.lower(params, u).compile()
+            compile_s = time.perf_counter() - t0
+            mem = compiled.memory_analysis()
+            jax.block_until_ready(fwd(params, u))
+            jax.block_until_ready(bwd(params, u))
+            fwd_ms = 1e3 * float(np.median([timed(fwd, params, u) for _ in range(repeats)]))
+            bwd_ms = 1e3 * float(np.median([timed(bwd, params, u) for _ in range(repeats)]))
+            rows.append(dict(shape=name, batch=batch, L=length, H=h, P=p, J=j, variant=v, method=m,
+                             states=int(params["B"].shape[0]), fwd_ms=fwd_ms,
+                             fwd_bwd_ms=bwd_ms, compile_s=compile_s,
+                             temp_mb=(getattr(mem, "temp_size_in_bytes", 0) or 0) / 2**20,
+                             tokens_per_s=batch * length / (bwd_ms / 1e3)))
+    return rows
+
+
+def bench_ptd_solve(block_sizes):
+    """Seconds for one uncached solve (the default settings: λ = 3, lr 0.05, 3000 steps) per block size N."""
+    import os
+    import tempfile
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["S5LRA_CACHE_DIR"] = tmp  # a fresh cache: time the solve, not the load
+        for n in block_sizes:
+            ptd.solve_ptd.cache_clear()
+            t0 = time.perf_counter()
+            sol = ptd.solve_ptd(n)
+            rows.append(dict(N=n, solve_s=time.perf_counter() - t0, cond=sol.cond, rel_E=sol.rel_perturbation,
+                             n_real=int(np.sum(sol.lam.imag == 0)), max_re=float(sol.lam.real.max())))
+    return rows
+
+
 SCAN_BYTES = {"fwd": 16, "fwd_bwd": 40}  # ideal traffic per complex64 state: see the module docstring
 
 
@@ -163,6 +219,13 @@ SCAN_COLUMNS = SHAPE_COLUMNS + [
     ("f+b/copy", ">9.0%", "fwd_bwd_of_copy")]
 
 
+VARIANT_COLUMNS = SHAPE_COLUMNS + [
+    ("variant", "<10", "variant"), ("method", "<11", "method"), ("P'", ">5", "states"), ("fwd ms", ">9.1f", "fwd_ms"),
+    ("f+b ms", ">9.1f", "fwd_bwd_ms"), ("compile s", ">10.2f", "compile_s"), ("temp MB", ">9.1f", "temp_mb")]
+PTD_COLUMNS = [("N", ">4", "N"), ("solve s", ">9.1f", "solve_s"), ("cond(V)", ">9.1f", "cond"),
+               ("|E|/|A|", ">8.3f", "rel_E"), ("real eigs", ">10", "n_real"), ("max Re", ">8.3f", "max_re")]
+
+
 def print_scan_table(rows):
     print_table(rows, SCAN_COLUMNS)
     print(f"copy bandwidth: {rows[-1]['copy_gbps']:.1f} GB/s")
@@ -170,22 +233,31 @@ def print_scan_table(rows):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shapes", nargs="+", default=list(PAPER_SHAPES), choices=list(PAPER_SHAPES))
+    ap.add_argument("--shapes", nargs="*", default=list(PAPER_SHAPES), choices=list(PAPER_SHAPES))
     ap.add_argument("--methods", nargs="+", default=["official", "associative", "sequential", "chunked", "auto"])
     ap.add_argument("--batch", type=int, default=None,
                     help="override the batch size (default: the paper's on GPU, 2 on CPU)")
     ap.add_argument("--sweep", action="store_true", help="also sweep L = 1K..16K at the Path-X width")
     ap.add_argument("--scan", action="store_true",
                     help="also time the recurrence alone (every method but official) against copy bandwidth")
+    ap.add_argument("--variants", nargs="*", choices=list(VARIANTS), default=None,
+                    help="also time these members of the S5 family (no names: all) with --methods")
+    ap.add_argument("--ptd-solve", nargs="*", type=int, default=[], metavar="N",
+                    help="time one PTD solve for each block size N")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", default="experiments/bench/results/layer.json")
     args = ap.parse_args()
     backend = jax.default_backend()
-    rows, scan_rows = [], []
+    rows, scan_rows, variant_rows = [], [], []
     scan_methods = [m for m in args.methods if m != "official"]  # its scan is `associative`
     for name in args.shapes:
         batch, length, h, p, j = PAPER_SHAPES[name]
         batch = args.batch or (batch if backend != "cpu" else 2)
+        if args.variants is not None:
+            variant_rows += bench_variants(name, batch, length, h, p, j, args.variants or list(VARIANTS),
+                                           scan_methods, args.repeats)
+            print_table(variant_rows, VARIANT_COLUMNS)
+            continue
         rows += bench_shape(name, batch, length, h, p, j, args.methods, args.repeats)
         print_table(rows[-len(args.methods):], LAYER_COLUMNS)
         if args.scan and scan_methods:
@@ -195,15 +267,19 @@ def main():
         _, _, h, p, j = PAPER_SHAPES["pathx"]
         for length in (1024, 2048, 4096, 8192, 16384):
             rows += bench_shape("sweep", args.batch or 2, length, h, p, j, args.methods, args.repeats)
-    print()
-    print_table(rows, LAYER_COLUMNS)
+    ptd_rows = bench_ptd_solve(args.ptd_solve)
+    if ptd_rows:
+        print_table(ptd_rows, PTD_COLUMNS)
+    if rows:
+        print()
+        print_table(rows, LAYER_COLUMNS)
     if scan_rows:
         print()
         print_scan_table(scan_rows)
     device = jax.devices()[0]
     out = dict(backend=backend, device=getattr(device, "device_kind", str(device)), jax=jax.__version__,
                host=platform.processor() or platform.machine(), repeats=args.repeats, rows=rows,
-               scan_rows=scan_rows)
+               scan_rows=scan_rows, variant_rows=variant_rows, ptd_rows=ptd_rows)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
     print(f"wrote {args.out}")

@@ -17,20 +17,22 @@ def continuous_lambda(params, clip_eigs: bool = False):
     return re + 1j * params["Lambda_im"]
 
 
+def discrete_system(lam, delta, discretization: str = "zoh"):
+    """(Λ̄, s) for steps Δ of any shape broadcasting against Λ; B̄ = s ⊙ B̃ (row i of B̃ scaled by s_i)."""
+    if discretization == "zoh":
+        lam_bar = jnp.exp(lam * delta)
+        return lam_bar, (lam_bar - 1.0) / lam
+    if discretization == "bilinear":
+        inv = 1.0 / (1.0 - delta / 2.0 * lam)
+        return inv * (1.0 + delta / 2.0 * lam), inv * delta
+    raise ValueError(f"model.ssm.discretization={discretization!r}; expected one of {DISCRETIZATIONS}")
+
+
 def discretize(params, *, discretization: str = "zoh", clip_eigs: bool = False, step_rescale: float = 1.0):
     """(Λ̄ (P',), B̄ (P', H)) complex64 for the step Δ = step_rescale · exp(log_step)."""
     lam = continuous_lambda(params, clip_eigs)
     b_tilde = params["B"][..., 0] + 1j * params["B"][..., 1]
-    delta = step_rescale * jnp.exp(params["log_step"])
-    if discretization == "zoh":
-        lam_bar = jnp.exp(lam * delta)
-        scale = (lam_bar - 1.0) / lam
-    elif discretization == "bilinear":
-        inv = 1.0 / (1.0 - delta / 2.0 * lam)
-        lam_bar = inv * (1.0 + delta / 2.0 * lam)
-        scale = inv * delta
-    else:
-        raise ValueError(f"model.ssm.discretization={discretization!r}; expected one of {DISCRETIZATIONS}")
+    lam_bar, scale = discrete_system(lam, step_rescale * jnp.exp(params["log_step"]), discretization)
     return lam_bar, scale[:, None] * b_tilde
 
 
@@ -79,11 +81,16 @@ def apply_s5(
     )
     if lengths is not None:
         u = u * valid_mask(lengths, u.shape[-2])
-    bu = project_input(b_bar, u)
-    c = params["C"]
+    y = recur_and_read(lam_bar, project_input(b_bar, u), params["C"], conj_sym, bidirectional, scan)
+    return y + params["D"] * u
+
+
+def recur_and_read(lam_bar, bu, c, conj_sym: bool, bidirectional: bool, scan: str):
+    """Σ over directions of readout(C_dir, x_dir): x from the recurrence over (Λ̄, B̄u), forward then reversed
+    (the same Λ̄ and B̄u; only C's columns differ). Λ̄ is (P',) or per step (…, L, P')."""
     n_states = lam_bar.shape[-1]
     y = readout(c[:, :n_states], linear_recurrence(lam_bar, bu, method=scan), conj_sym)
     if bidirectional:
         # Read out each direction separately rather than concatenating (L, 2P') states.
         y = y + readout(c[:, n_states:], linear_recurrence(lam_bar, bu, reverse=True, method=scan), conj_sym)
-    return y + params["D"] * u
+    return y
