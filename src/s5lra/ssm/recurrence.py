@@ -21,10 +21,17 @@ def resolve_method(method: str) -> str:
 
     CPU: `lax.scan` (experiments/bench/layer.py: ~3x the associative scan on a Path-X layer, less memory,
     ~10x faster compile). GPU: the Pallas/Triton kernel, since a host-driven `lax.scan` pays per step there
-    (performance.md); `scan=associative` is the fallback. TPU: the associative scan (the kernel targets Triton).
+    (performance.md), but only once it has passed its self-check on this GPU (s5lra.ssm.selfcheck: run in a
+    subprocess the first time, then cached on disk); otherwise the associative scan. TPU: the associative scan
+    (the kernel targets Triton).
     """
     if method == "auto":
-        return {"cpu": "sequential", "gpu": "pallas"}.get(jax.default_backend(), "associative")
+        backend = jax.default_backend()
+        if backend == "gpu":
+            from s5lra.ssm.selfcheck import gpu_scan  # the check's machinery only where it can matter
+
+            return gpu_scan()
+        return "sequential" if backend == "cpu" else "associative"
     if method not in METHODS:
         raise ValueError(f"unknown scan method {method!r}; expected 'auto' or one of {METHODS}")
     return method
