@@ -40,12 +40,17 @@ def _init_worker(parent: int) -> None:
 
 @contextlib.contextmanager
 def worker_pool(workers: int) -> Iterator:
-    """A multiprocessing Pool of `workers` spawned processes, terminated and joined on exit."""
+    """A multiprocessing Pool of `workers` spawned processes, joined on exit: closed when the block ends
+    normally (idle workers exit on their own), terminated when it raises (a signal turned into one included)."""
     pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(os.getpid(),))
     try:
         yield pool
-    finally:
+    except BaseException:
         pool.terminate()
+        raise
+    else:
+        pool.close()
+    finally:
         pool.join()
 
 
