@@ -90,7 +90,7 @@ CPU_SMOKE = Mode(
     n_train=400, max_len=128,
     run_args=["dataset.max_len=128", "model.n_layers=1", "model.d_model=16", "trainer.batch_size=8",
               "trainer.log_every=10"],
-    run_s=(60, 60), run_stop_s=90,
+    run_s=(120, 120), run_stop_s=90,
 )
 
 

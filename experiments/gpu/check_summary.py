@@ -63,8 +63,8 @@ def markdown(report: dict) -> str:
         lines += ["", "## Loop overhead (real loop against the bare step)", "", "```json",
                   json.dumps(loop, indent=1), "```"]
     for run in _results(report, "run"):
-        size = "tiny (CPU smoke)" if report["mode"] == "cpu-smoke" else "the paper's size"
-        lines += ["", f"## Real run: lra/listops at {size} ({run['device_kind']})", "",
+        size = "tiny data, CPU smoke" if report["mode"] == "cpu-smoke" else f"paper-size data, {run['device_kind']}"
+        lines += ["", f"## Real run: lra/listops ({size})", "",
                   f"Status {run['status']}, {_num(run['epochs'], '.2f')} epochs, {run['steps']} steps in "
                   f"{_num(run['wall_time_s'], '.0f')} s (compilation and data loading included); training "
                   f"{_num(run['train_examples_per_s'], '.0f')} examples/s = {_num(run['train_s_per_epoch'])} s per "

@@ -178,12 +178,14 @@ def gpu_scan() -> str:
 
     A multi-process run must have called `resolve_scan` at start-up (a collective: it cannot run while
     tracing); if it did not, every process takes the associative scan, so all of them run the same program."""
+    global _verdict
     if _verdict is not None:
         return _verdict.scan
     if jax.process_count() > 1:
         log.warning("scan=auto: no self-check verdict in this multi-process run (call "
                     "s5lra.ssm.selfcheck.resolve_scan at start-up); using scan=associative")
-        return "associative"
+        _verdict = Verdict("associative", "resolve_scan was not called", 0.0, "", **cache_key())  # warn once
+        return _verdict.scan
     return _decide().scan
 
 
