@@ -112,6 +112,8 @@ def test_generator_to_reader_round_trip(tmp_path):
     assert max(int(np.asarray(s.inputs).max()) for s in data.splits.values()) == 255  # markers at full intensity
     with pytest.raises(DataError, match="unknown key"):
         load_task("pathfinder", tmp_path, generate={"count": 3})
+    with pytest.raises(DataError, match=r"unknown key\(s\) \['overwrite'\]"):
+        load_task("pathfinder", tmp_path, generate={"n": 10, "overwrite": True})
 
 
 def _members(data):

@@ -202,7 +202,9 @@ def generate(root: Path, options: dict, generate: dict, workers: int | None) -> 
     from s5lra.data.pathfinder_gen import generate_pathfinder  # written separately; imported on use
 
     res, _ = _check(options)
-    allowed = set(inspect.signature(generate_pathfinder).parameters) - {"root", "resolution", "difficulty", "workers"}
+    # overwrite is the command line's alone: in a config it would regenerate the data on every load
+    allowed = set(inspect.signature(generate_pathfinder).parameters) - {"root", "resolution", "difficulty", "workers",
+                                                                        "overwrite"}
     if set(generate) - allowed:
         raise DataError(f"dataset.generate: unknown key(s) {sorted(set(generate) - allowed)} for pathfinder; "
                         f"known: {sorted(allowed)}")
