@@ -70,15 +70,14 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, overrides: list[str] | None 
               "wall_time_s": 0.0, "wandb_run_id": None, "window": Window().to_record(), "data": data.identity()}
     if resume_from is not None:
         state, saved = checkpoint.restore(resume_from, state)
-        record.update({k: saved[k] for k in record if k in saved})
+        record.update({k: saved[k] for k in record if k not in ("data",) and k in saved})  # data: what it is now
     elif tcfg.resume == "auto":
         log.info("trainer.resume=auto: no checkpoint in %s; starting fresh", run_dir)
     step = int(jax.device_get(state.step))
 
-    if lead:
-        rundir.write_config(run_dir, cfg, list(overrides or []))
     logger = None
     if lead:
+        rundir.write_config(run_dir, cfg, list(overrides or []))
         label = overrides_label(overrides or [])  # runs that differ in more than the seed group apart
         group = f"{cfg.name}/{label}" if label else cfg.name
         logger = RunLogger(run_dir, cfg.logger, dataclasses.asdict(cfg), run_id=record["wandb_run_id"],
