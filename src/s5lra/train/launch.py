@@ -3,8 +3,8 @@
 - It returns the run's best validation accuracy: the objective of `hparams_search=lra_optuna` (None when the run
   did not complete).
 - In a sweep a failing job records `status: failed`, its error and traceback in its results.json and returns, so
-  the other jobs still run; s5lra.train.sweep summarises the sweep at its end. A single run exits with status 1
-  (`error: <message>` for the project's own errors, as before).
+  the other jobs still run; s5lra.train.sweep summarises the sweep at its end. A single run fails as before:
+  `error: <message>` and exit status 1 for the project's own errors, a traceback for anything else.
 - Under submitit (hydra/launcher=slurm|local) every job runs with trainer.resume=auto, so a requeued job
   continues its own run directory; a job of several ranks joins jax.distributed (SLURM: JAX reads srun's
   variables itself; local: from submitit's); and submitit's pre-timeout signal SIGUSR2 stops training the way
@@ -53,16 +53,18 @@ def run_job(cfg: DictConfig) -> float | None:
         else:
             results = job.train(train, config, run_dir, overrides)
     except Exception as err:
-        # RunDirectoryError: the directory holds another run, whose results.json is not ours to change
-        if (job is None or job.rank == 0) and not isinstance(err, RunDirectoryError):
-            record_failure(run_dir, err)
         if not in_sweep:
             with errors_to_exit(log):  # the project's errors: one line and exit 1; anything else: traceback
                 raise
+        # RunDirectoryError: the directory holds another run, whose results.json is not ours to change
+        recorded = (job is None or job.rank == 0) and not isinstance(err, RunDirectoryError)
+        if recorded:
+            record_failure(run_dir, err)
+        where = f" (recorded in {run_dir / 'results.json'})" if recorded else ""
         if isinstance(err, USER_ERRORS):
-            log.error("job failed: %s (recorded in %s)", err, run_dir / "results.json")
+            log.error("job failed: %s%s", err, where)
         else:
-            log.exception("job failed (recorded in %s)", run_dir / "results.json")
+            log.exception("job failed%s", where)
         return None
     status = results.get("status")
     if in_sweep and job is None and status == "preempted":
