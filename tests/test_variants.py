@@ -464,3 +464,54 @@ def test_selective_group_rate():
     np.testing.assert_allclose(ssm["delta_W2"], -0.25 * 0.01, rtol=1e-5)
     np.testing.assert_allclose(ssm["delta_W1"], -0.25 * 0.01, rtol=1e-5)
     np.testing.assert_allclose(ssm["Lambda_im"], -0.01, rtol=1e-5)
+
+
+# ---------------------------------------------------------------- experiment files and the zoo driver
+
+LRA_TASKS = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")
+
+
+def composed(overrides):
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from s5lra.train.config import register_configs, validate
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "configs"), version_base="1.3"):
+        cfg = OmegaConf.to_object(compose("train", overrides=list(overrides)))
+    validate(cfg)
+    return cfg
+
+
+@pytest.mark.parametrize("task", LRA_TASKS)
+def test_variant_experiments_are_s5s_plus_their_diffs(task):
+    s5, ptd_cfg, lru_cfg = (composed([f"experiment={e}/{task}"]) for e in ("lra", "lra_ptd", "lra_lru"))
+    assert (ptd_cfg.model.ssm.init, ptd_cfg.model.ssm.conj_sym) == ("ptd", False)
+    assert ptd_cfg.model.ssm.force_neg == (task == "pathx")
+    assert (ptd_cfg.model.n_layers, ptd_cfg.model.d_model, ptd_cfg.model.ssm.state_size, ptd_cfg.model.ssm.blocks) \
+        == (s5.model.n_layers, s5.model.d_model, s5.model.ssm.state_size, s5.model.ssm.blocks)
+    epochs = {"listops": 35, "text": 40, "pathfinder": 230, "pathx": 90}.get(task, s5.trainer.epochs)
+    assert ptd_cfg.trainer.epochs == epochs
+    assert lru_cfg.model.ssm.kind == "lru" and lru_cfg.optimizer.groups == "standard"
+    assert lru_cfg.optimizer.weight_decay == 0.05 and lru_cfg.optimizer.ssm_lr == lru_cfg.optimizer.lr / 2
+    assert 0 <= lru_cfg.model.ssm.r_min < lru_cfg.model.ssm.r_max < 1
+
+
+def test_zoo_driver_variants_compose_for_both_tasks():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    import zoo_reduced
+
+    for task in zoo_reduced.TASKS:
+        for variant in zoo_reduced.VARIANTS:
+            cfg = composed([f"experiment=zoo_reduced/{task}", *zoo_reduced.overrides_for(task, variant)])
+            assert cfg.model.ssm.kind == ("lru" if variant == "lru" else "s5")
+    table = zoo_reduced.zoo_table({("listops", "s5"): [{"test_accuracy": 0.5, "n_params": 10},
+                                                       {"test_accuracy": 0.7, "n_params": 10}]},
+                                  ["listops", "pathfinder"], ["s5", "lru"])
+    assert "| s5 | 60.0 ± 14.1 (n=2) | — | 10 |" in table and "| lru | — | — | — |" in table
