@@ -86,7 +86,11 @@ def main(argv=None) -> None:
     parser.add_argument("--out-root", type=Path, default=Path("outputs/zoo_reduced"))
     parser.add_argument("--report", type=Path, default=Path("experiments/results/zoo_reduced"))
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. trainer.max_steps=20")
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # key=value items are overrides wherever they stand (`--seeds 0 1 trainer.epochs=1` must not read them as seeds)
+    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    args = parser.parse_args([a for a in argv if a not in overrides])
+    args.overrides = overrides
 
     rows, run_dirs = {}, []
     for task in args.tasks:
