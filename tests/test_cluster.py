@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import GENERATE
+from helpers import GENERATE
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the cluster extra (requirements-extras.txt)")
 

@@ -16,7 +16,7 @@ from s5lra.report.paper import PAPER_ACCURACY, PAPER_AVERAGE  # noqa: E402
 from s5lra.train import train  # noqa: E402
 from s5lra.train.config import register_configs  # noqa: E402
 
-from conftest import GENERATE  # noqa: E402
+from helpers import GENERATE  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
