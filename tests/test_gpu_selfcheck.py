@@ -1,7 +1,7 @@
 """scan=auto on a GPU: the Pallas kernel's self-check in a subprocess, its verdict, warning and cache.
 
 The child's outcome is faked (pass, an exception, a crash, a timeout, wrong numbers) by replacing the function
-that launches it; one test runs the real child on CPU (Pallas interpret mode).
+that launches it; one (slow) test runs the real child on CPU (Pallas interpret mode) through the command line.
 """
 
 import json
@@ -223,6 +223,7 @@ def test_multi_process_without_resolve_scan_agrees_on_associative(gpu, monkeypat
     assert child.calls == [] and "call s5lra.ssm.selfcheck.resolve_scan at start-up" in record.getMessage()
 
 
+@pytest.mark.slow  # the fast suite runs the real child too, through check.sh (tests/test_gpu_check_script.py)
 def test_the_real_child_passes_on_cpu(tmp_path):
     """The child itself (Pallas interpret mode on CPU) and the command-line entry, end to end."""
     env = {**os.environ, "S5LRA_CACHE_DIR": str(tmp_path), "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
