@@ -86,7 +86,8 @@ def with_variant(cfg: TrainConfig, variant: str) -> TrainConfig:
     return dataclasses.replace(cfg, model=model, trainer=trainer)
 
 
-def bench(cfg: TrainConfig, variant, batch, length, steps):
+def prepare(cfg: TrainConfig, variant, batch, length):
+    """The compiled step of one variant, its state and batch on the device, and its compile figures."""
     task = cfg.dataset.name
     spec = SimpleNamespace(name=task, n_classes=CLASSES.get(task, 2), vocab_size=VOCAB.get(task),
                            dual=task == "retrieval", normalize=None if VOCAB.get(task) else PIXEL_NORMALIZE)
@@ -102,22 +103,42 @@ def bench(cfg: TrainConfig, variant, batch, length, steps):
     compile_s = time.perf_counter() - t0
     analysis = compiled.memory_analysis()
     temp = getattr(analysis, "temp_size_in_bytes", 0) if analysis is not None else 0
-    times = []
-    if steps:
-        state, metrics = step(state, device_batch)  # warm-up
-        jax.block_until_ready(metrics)
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        state, metrics = step(state, device_batch)
-        jax.block_until_ready(metrics)
-        times.append(time.perf_counter() - t0)
-    step_s = float(np.median(times)) if times else float("nan")
-    stats = jax.local_devices()[0].memory_stats() or {}
     docs = 2 if task == "retrieval" else 1
-    return dict(task=task, variant=variant, batch=batch, L=length, n_params=count_params(state.params),
-                compile_s=compile_s, step_ms=1e3 * step_s, examples_per_s=batch / step_s,
-                tokens_per_s=batch * docs * length / step_s, temp_mb=temp / 2**20,
-                peak_mb=stats.get("peak_bytes_in_use", 0) / 2**20 or None)
+    row = dict(task=task, variant=variant, batch=batch, L=length, n_params=count_params(state.params),
+               compile_s=compile_s, temp_mb=temp / 2**20)
+    return {"step": step, "state": state, "batch": device_batch, "row": row, "tokens": batch * docs * length,
+            "times": []}
+
+
+def timed_step(run) -> None:
+    t0 = time.perf_counter()
+    run["state"], metrics = run["step"](run["state"], run["batch"])
+    jax.block_until_ready(metrics)
+    run["times"].append(time.perf_counter() - t0)
+
+
+def bench(cfg: TrainConfig, variants, batch, length, steps) -> list[dict]:
+    """Median step time of each variant. Each variant is compiled and warmed up in turn (its device peak read
+    then: peak_bytes_in_use only grows, so list the lowest-memory variant first); then the variants take turns
+    step by step, so a machine's drift or a neighbour's load hits them alike."""
+    runs = []
+    for variant in variants:
+        run = prepare(cfg, variant, batch, length)
+        if steps:
+            timed_step(run)
+            run["times"].clear()
+        stats = jax.local_devices()[0].memory_stats() or {}
+        run["row"]["peak_mb"] = stats.get("peak_bytes_in_use", 0) / 2**20 or None
+        runs.append(run)
+    for _ in range(steps):
+        for run in runs:
+            timed_step(run)
+    rows = []
+    for run in runs:
+        step_s = float(np.median(run["times"])) if run["times"] else float("nan")
+        rows.append(dict(run["row"], step_ms=1e3 * step_s, examples_per_s=run["row"]["batch"] / step_s,
+                         tokens_per_s=run["tokens"] / step_s))
+    return rows
 
 
 def main():
@@ -134,7 +155,7 @@ def main():
     cpu = jax.default_backend() == "cpu"
     batch = args.batch or (2 if cpu else cfg.trainer.batch_size)
     length = args.seq_len or PAPER_LEN[task]
-    rows = [bench(cfg, v, batch, length, args.steps) for v in args.variants]
+    rows = bench(cfg, args.variants, batch, length, args.steps)
     base = next((r for r in rows if r["variant"] == "official"), None)
     for r in rows:
         r["speedup_vs_official"] = base["step_ms"] / r["step_ms"] if base and args.steps else None

@@ -13,7 +13,8 @@ from pathlib import Path
 import jax
 from omegaconf import OmegaConf
 
-from s5lra.errors import ConfigError, check_choice, InvalidSetting
+from s5lra.errors import ConfigError, InvalidSetting, check_choice
+from s5lra.ssm.selfcheck import resolve_scan
 from s5lra.train import checkpoint
 from s5lra.train.config import EvalConfig, TrainConfig
 from s5lra.train.data import check_data, open_task
@@ -52,6 +53,7 @@ def evaluate_run(ecfg: EvalConfig) -> dict:
     changed = {k: v for k, v in dataclasses.asdict(ecfg.model.ssm).items() if v is not None}
     cfg.model.ssm = dataclasses.replace(cfg.model.ssm, **changed)
     mesh = make_mesh()
+    resolve_scan(cfg.model.ssm.scan)  # on a GPU, `auto` runs the kernel's self-check once, here
     batch_size = ecfg.batch_size or cfg.trainer.eval_batch_size or cfg.trainer.batch_size
     check_batch_size(batch_size, mesh, "batch_size")
 

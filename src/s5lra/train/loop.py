@@ -25,6 +25,7 @@ from tqdm import tqdm
 from s5lra.errors import TrainingDiverged
 from s5lra.model import count_params
 from s5lra.overrides import overrides_label
+from s5lra.ssm.selfcheck import resolve_scan
 from s5lra.train import checkpoint, rundir
 from s5lra.train.config import TrainConfig, validate
 from s5lra.train.data import check_data, open_task
@@ -56,6 +57,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, overrides: list[str] | None 
     eval_batch = tcfg.eval_batch_size or tcfg.batch_size
     check_batch_size(tcfg.batch_size, mesh)
     check_batch_size(eval_batch, mesh, "trainer.eval_batch_size")
+    scan = resolve_scan(cfg.model.ssm.scan)  # on a GPU, `auto` runs the kernel's self-check once, here
 
     saved = checkpoint.read_record(resume_from) if resume_from else None
     data = open_task(cfg.dataset, vocab=saved["data"]["vocab"] if saved else None)
@@ -86,9 +88,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, overrides: list[str] | None 
         record["wandb_run_id"] = logger.run_id
         logger.metrics.truncate_after(step if resume_from is not None else -1)
     n_params = count_params(state.params)
-    log.info("devices: %d x %s (%d process%s); model: %d layers, %s parameters", jax.device_count(),
+    log.info("devices: %d x %s (%d process%s); model: %d layers, %s parameters, recurrence %s", jax.device_count(),
              jax.devices()[0].device_kind, jax.process_count(), "es" if jax.process_count() > 1 else "",
-             cfg.model.n_layers, f"{n_params:,}")
+             cfg.model.n_layers, f"{n_params:,}", scan)
     log.info("%s", data.describe())
     log.info("run directory: %s%s", run_dir, f" (resuming from step {step})" if resume_from else "")
     if logger:
