@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from s5lra.train.errors import ConfigError
+from s5lra.errors import ConfigError
 from s5lra.train.loggers import MetricsFile, wandb_mode, write_json
 
 
