@@ -8,6 +8,7 @@ import pickle
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -131,3 +132,19 @@ def write_pathfinder(base, side=32, difficulty="curv_contour_length_14", per_bat
     (folder / "metadata" / "0.npy").write_text("".join(" ".join(r) + "\n" for r in rows[0]))
     np.save(folder / "metadata" / "1.npy", np.array(rows[1]))
     return folder
+
+
+def signal_after_train_events(run_dir, args, signum, n_events=3):
+    """Start `run_train.py args`, send `signum` once it has logged `n_events` train events; (returncode, stderr)."""
+    proc = subprocess.Popen([sys.executable, str(REPO / "run_train.py"), *args], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and not (
+                (Path(run_dir) / "metrics.jsonl").exists() and len(events(run_dir, "train")) >= n_events):
+            time.sleep(0.2)
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    return proc.returncode, stderr

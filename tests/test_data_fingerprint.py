@@ -5,7 +5,6 @@ import json
 import os
 from collections import Counter
 
-import numpy as np
 import pytest
 
 from s5lra.data import DataError, fingerprint_changes, load_task

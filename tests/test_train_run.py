@@ -2,9 +2,6 @@
 
 import json
 import signal
-import subprocess
-import sys
-import time
 
 import jax
 import numpy as np
@@ -17,7 +14,8 @@ from s5lra.train import loop as loop_module
 from s5lra.train.checkpoint import CheckpointError
 from s5lra.train.config import EvalModelOverrides, EvalSSMOverrides
 
-from helpers import REPO, events, read_wandb, read_wandb_file, run_cli, run_inprocess, tiny_overrides
+from helpers import (events, read_wandb, read_wandb_file, run_cli, run_inprocess, signal_after_train_events,
+                     tiny_overrides)
 
 pytestmark = pytest.mark.usefixtures("shared_compilation_cache")
 
@@ -137,19 +135,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(listops_root, 
 
 def test_sigterm_saves_and_exits_cleanly_then_resumes(listops_root, tmp_path):
     run_dir = tmp_path / "run"
-    args = tiny_overrides(listops_root, "trainer.epochs=500", f"hydra.run.dir={run_dir}")
-    proc = subprocess.Popen([sys.executable, str(REPO / "run_train.py"), *args], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.time() + 180
-        while time.time() < deadline and not (
-                (run_dir / "metrics.jsonl").exists() and len(events(run_dir, "train")) >= 3):
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, stderr[-3000:]
+    returncode, stderr = signal_after_train_events(
+        run_dir, tiny_overrides(listops_root, "trainer.epochs=500", f"hydra.run.dir={run_dir}"), signal.SIGTERM)
+    assert returncode == 0, stderr[-3000:]
     results = json.loads((run_dir / "results.json").read_text())
     assert results["status"] == "preempted" and results["steps"] >= 3
     saved = [int(p.name) for p in (run_dir / "checkpoints" / "last").iterdir()]

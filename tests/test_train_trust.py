@@ -4,9 +4,6 @@ import json
 import re
 import shutil
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 from omegaconf import OmegaConf
@@ -17,7 +14,7 @@ from s5lra.train import EvalConfig, evaluate_run, train
 from s5lra.train import checkpoint
 from s5lra.train import loop as loop_module
 
-from helpers import GENERATE, REPO, compose_cfg, events, run_cli, tiny_overrides
+from helpers import GENERATE, compose_cfg, events, run_cli, signal_after_train_events, tiny_overrides
 
 pytestmark = pytest.mark.usefixtures("shared_compilation_cache")
 
@@ -115,19 +112,9 @@ def test_metrics_after_a_resume_equal_an_uninterrupted_run(listops_root, tmp_pat
 
 def test_sigint_saves_and_exits_130(listops_root, tmp_path):
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, str(REPO / "run_train.py"),
-                             *tiny_overrides(listops_root, "trainer.epochs=500", f"hydra.run.dir={run_dir}")],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.time() + 180
-        while time.time() < deadline and not (
-                (run_dir / "metrics.jsonl").exists() and len(events(run_dir, "train")) >= 3):
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, stderr[-3000:]
+    returncode, stderr = signal_after_train_events(
+        run_dir, tiny_overrides(listops_root, "trainer.epochs=500", f"hydra.run.dir={run_dir}"), signal.SIGINT)
+    assert returncode == 130, stderr[-3000:]
     results = json.loads((run_dir / "results.json").read_text())
     assert results["status"] == "interrupted" and results["epochs"] == results["steps"] / 8
     assert [int(p.name) for p in (run_dir / "checkpoints" / "last").iterdir()] == [results["steps"]]
