@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,19 @@ def _wandb_row(event: dict) -> dict:
     return row
 
 
+def wait_until_written(path, quiet_s=1.0, limit_s=60.0):
+    """W&B's service process may still be appending after finish() on a loaded machine: wait until the file
+    stops growing."""
+    deadline, size, since = time.time() + limit_s, -1, time.time()
+    while time.time() < deadline:
+        now = path.stat().st_size
+        if now != size:
+            size, since = now, time.time()
+        elif time.time() - since >= quiet_s:
+            return
+        time.sleep(0.1)
+
+
 def test_wandb_offline_run_reads_back_into_the_report(tmp_path, monkeypatch):
     wandb = pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -136,6 +150,7 @@ def test_wandb_offline_run_reads_back_into_the_report(tmp_path, monkeypatch):
     run.finish()
 
     [offline_dir] = (tmp_path / "wandb").glob("offline-run-*")
+    wait_until_written(offline_dir / f"run-{run.id}.wandb")
     assert (offline_dir / f"run-{run.id}.wandb").stat().st_size > 3 * 32 * 1024
     pulled = read_offline_run(offline_dir)
     assert pulled.id == run.id and pulled.group == "lra/text" and pulled.tags == ["text", "seed3"]
