@@ -13,6 +13,8 @@ accuracy: choosing on test would flatter us. Accuracies here are percentages; ru
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import statistics
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -125,7 +127,7 @@ def group_runs(runs: list[Run]) -> list[Group]:
         g.epochs.append(r.get("epochs"))
         g.wall_time_s.append(r.get("wall_time_s"))
         g.hardware.append(run.hardware)
-        g.run_dirs.append(str(run.path))
+        g.run_dirs.append(_shown(run.path))
         g.runs.append(run)
     return sorted(groups.values(), key=_task_order)
 
@@ -158,3 +160,10 @@ def lra_average(groups: list[Group]) -> dict | None:
     mean = statistics.fmean(g.mean for g in chosen.values())
     return {"mean": mean, "paper": PAPER_AVERAGE, "gap": mean - PAPER_AVERAGE,
             "experiments": {t: g.experiment for t, g in chosen.items()}}
+
+
+def _shown(path) -> str:
+    """A run directory as a report shows it: relative to where the report runs when it lies below, so a
+    committed report holds no machine's absolute paths."""
+    path = Path(path).absolute()
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
