@@ -13,11 +13,10 @@ accuracy: choosing on test would flatter us. Accuracies here are percentages; ru
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import statistics
 import warnings
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from s5lra.overrides import overrides_label, partial_overrides, semantic_overrides
 from s5lra.report.paper import PAPER_ACCURACY, PAPER_AVERAGE, PAPER_EPOCHS, TASKS
