@@ -15,8 +15,8 @@ from s5lra.model import ModelConfig, SSMConfig, build_model
 from s5lra.train.config import OptimizerConfig
 from s5lra.train.optim import make_optimizer
 from s5lra.train.schedule import make_schedule
-from s5lra.train.sharding import AXIS, shard_batch
-from s5lra.train.steps import create_train_state, make_train_step
+from s5lra.train.sharding import AXIS, batch_sharding, prefetch_to_device, shard_batch
+from s5lra.train.steps import create_train_state, make_train_step, metric_names
 
 from helpers import REPO, events, run_inprocess, tiny_overrides
 
@@ -40,7 +40,7 @@ def losses_on(devices, batches, dropout, scan="auto", compiled=None, variant=Non
     out = []
     for batch in batches:
         state, metrics = step(state, shard_batch(batch, mesh))
-        out.append(float(metrics["loss"]))
+        out.append(float(metrics[metric_names().index("loss")]))
     return np.array(out), jax.device_get(state.batch_stats)
 
 
@@ -50,6 +50,20 @@ def random_batches(n=6, seed=0):
     return [{"inputs": rng.integers(0, 18, (8, 16)).astype(np.uint8), "lengths": lengths[i],
              "labels": rng.integers(0, 10, 8).astype(np.int32), "weights": np.ones(8, np.float32)}
             for i in range(n)]
+
+
+@pytest.mark.parametrize("n,chunk", [(21, 8), (3, 8), (1, 8), (5, 1)])
+def test_prefetch_to_device_yields_every_batch_in_order_split_over_the_devices(n, chunk):
+    """Batches travel in stacks of `chunk` and are split on the devices: same values, order and sharding."""
+    mesh = Mesh(np.array(jax.devices()), (AXIS,))
+    batches = random_batches(n)
+    got = list(prefetch_to_device(iter(batches), mesh, chunk=chunk))
+    assert len(got) == n
+    for host, device in zip(batches, got):
+        assert set(device) == set(host)
+        for key, value in host.items():
+            assert device[key].sharding.is_equivalent_to(batch_sharding(mesh), value.ndim), key
+            assert device[key].dtype == value.dtype and np.array_equal(np.asarray(device[key]), value), key
 
 
 @pytest.mark.parametrize("dropout,variant", [(0.0, {}), (0.2, {}), (0.0, {"kind": "lru"}), (0.0, {"selective": True}),

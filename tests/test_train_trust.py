@@ -5,6 +5,9 @@ import re
 import shutil
 import signal
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
@@ -13,6 +16,8 @@ from s5lra.errors import DataError, RunDirectoryError
 from s5lra.train import EvalConfig, evaluate_run, train
 from s5lra.train import checkpoint
 from s5lra.train import loop as loop_module
+from s5lra.train.sharding import make_mesh, replicated
+from s5lra.train.steps import TrainState
 
 from helpers import GENERATE, compose_cfg, events, run_cli, signal_after_train_events, tiny_overrides
 
@@ -132,3 +137,34 @@ def test_the_log_says_what_the_run_uses_and_why_it_failed(listops_root, tmp_path
                                     "dataset.generate=null"])
     assert proc.returncode == 1
     assert "error: " in (failed / "run_train.log").read_text()
+
+
+def tiny_state(step):
+    state = TrainState(step=jnp.int32(step), params={"w": jnp.arange(6.0).reshape(2, 3) * step,
+                                                      "half": jnp.full(3, step, jnp.bfloat16)},
+                       batch_stats={}, opt_state=(jnp.zeros(2, jnp.int32),), rng=jax.random.PRNGKey(step))
+    return jax.device_put(state, replicated(make_mesh()))
+
+
+def test_a_checkpoint_round_trips_every_leaf_and_keeps_one_step(tmp_path):
+    ckpts = checkpoint.Checkpoints(tmp_path / "checkpoints")
+    ckpts.save("last", tiny_state(3), {"best_val_accuracy": 0.5})
+    ckpts.save("last", tiny_state(7), {"best_val_accuracy": 0.75})
+    assert [p.name for p in (tmp_path / "checkpoints" / "last").iterdir()] == ["7"]  # no temporary folder left
+    assert ckpts.latest("last") == tmp_path / "checkpoints" / "last" / "7" and ckpts.latest("best") is None
+    target = tiny_state(0)
+    restored, record = checkpoint.restore(tmp_path / "checkpoints", target)
+    assert record["best_val_accuracy"] == 0.75 and record["step"] == 7
+    for got, want, like in zip(jax.tree.leaves(restored), jax.tree.leaves(tiny_state(7)), jax.tree.leaves(target)):
+        assert got.dtype == want.dtype and got.sharding == like.sharding
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_an_unreadable_checkpoint_names_its_file(tmp_path):
+    checkpoint.Checkpoints(tmp_path).save("last", tiny_state(2), {})
+    (tmp_path / "last" / "2" / "state.npz").write_bytes(b"not a zip file")
+    with pytest.raises(checkpoint.CheckpointError, match=r"last/2/state\.npz"):
+        checkpoint.restore(tmp_path / "last", tiny_state(0))
+    (tmp_path / "last" / "2" / "record.json").write_text("{")
+    with pytest.raises(checkpoint.CheckpointError, match=r"last/2/record\.json"):
+        checkpoint.read_record(tmp_path / "last")

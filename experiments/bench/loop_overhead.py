@@ -7,7 +7,7 @@ Per config, in one process: the bare step (the loop's own jitted train step, run
 already on the device) against `s5lra.train.train` itself (data iterator, prefetch to device, metrics read
 every log_every steps, progress bar, metrics file, a periodic checkpoint). The loop's rate is taken between
 its first and last train event, where the loop has just read the device's metrics back (so no queued work
-flatters it). Configs:
+flatters it). Bare and loop alternate `--repeats` times; the table gives their medians. Configs:
 - demo: the default experiment (4 layers, H 64, P 32, batch 50, L 128);
 - tiny: a step of about a millisecond on a CPU, the regime of a GPU step (1 layer, H 16, P 8, J 1, batch 8);
 - listops: the paper's ListOps model and batch (experiment=lra/listops) on generated ListOps at L 2048.
@@ -90,9 +90,8 @@ def loop_ms(cfg_overrides, steps: int, log_every: int) -> float:
     RunLogger.log = timed
     try:
         with tempfile.TemporaryDirectory() as run_dir:
-            cfg = compose_cfg([*cfg_overrides, "logger=none", f"trainer.log_every={log_every}",
-                               f"trainer.max_steps={steps + log_every}", f"trainer.checkpoint_every={steps // 2}",
-                               "trainer.epochs=1000"])
+            cfg = compose_cfg(["logger=none", f"trainer.log_every={log_every}", f"trainer.max_steps={steps + log_every}",
+                               f"trainer.checkpoint_every={steps // 2}", "trainer.epochs=1000", *cfg_overrides])
             loop.train(cfg, run_dir)
     finally:
         RunLogger.log = original
@@ -106,6 +105,7 @@ def main():
     ap.add_argument("--data-dir", default="data", help="data root (paths.data_dir); data is generated there")
     ap.add_argument("--steps", type=int, help="timed steps per config (default: per config)")
     ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--repeats", type=int, default=3, help="bare/loop measurements alternated per config (medians)")
     ap.add_argument("--json", default="experiments/bench/results/loop_overhead_cpu.json")
     args = ap.parse_args()
     rows = []
@@ -114,11 +114,14 @@ def main():
         steps = args.steps or steps
         overrides = [*overrides, f"paths.data_dir={args.data_dir}", "trainer.progress=true"]
         cfg = compose_cfg(overrides)
-        bare = bare_ms(cfg, steps)
-        real = loop_ms(overrides, steps, args.log_every)
+        bares, reals = [], []
+        for _ in range(args.repeats):  # alternated, so a slow spell of a shared machine hits both
+            bares.append(bare_ms(cfg, steps))
+            reals.append(loop_ms(overrides, steps, args.log_every))
+            print(f"{name}: bare {bares[-1]:.3f} ms, loop {reals[-1]:.3f} ms per step", file=sys.stderr)
+        bare, real = statistics.median(bares), statistics.median(reals)
         rows.append(dict(config=name, batch=cfg.trainer.batch_size, L=cfg.dataset.max_len, steps=steps,
-                         bare_ms=bare, loop_ms=real, fraction=bare / real))
-        print(f"{name}: bare {bare:.3f} ms, loop {real:.3f} ms per step", file=sys.stderr)
+                         bare_ms=bare, loop_ms=real, fraction=bare / real, bare_ms_each=bares, loop_ms_each=reals))
     print_table(rows, COLUMNS)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ from s5lra.train.config import TrainConfig, validate
 from s5lra.train.data import check_data, open_task
 from s5lra.train.loggers import RunLogger, write_json
 from s5lra.train.sharding import check_batch_size, initialize_distributed, make_mesh, prefetch_to_device
-from s5lra.train.steps import build, create_train_state, evaluate, make_eval_step, make_train_step
+from s5lra.train.steps import build, create_train_state, evaluate, make_eval_step, make_train_step, metric_names
 
 log = logging.getLogger("s5lra")
 
@@ -101,7 +101,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, overrides: list[str] | None 
     ckpts = checkpoint.Checkpoints(run_dir / "checkpoints")
     wall_before = record["wall_time_s"]
     window = Window.from_record(record["window"])
-    pending = []  # this window's per-step metrics, still on the device
+    pending = []  # this window's per-step metrics vectors, still on the device
+    names = metric_names(schedules)
 
     def save(kind):
         record.update(wall_time_s=wall_before + time.time() - started, window=window.to_record())
@@ -109,12 +110,13 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, overrides: list[str] | None 
 
     def read_pending():
         """Bring this window's metrics to the host; stop on a non-finite loss before anything is saved."""
-        for offset, metrics in enumerate(jax.device_get(pending)):
+        for offset, row in enumerate(jax.device_get(pending)):
             at = step - len(pending) + offset + 1
-            if not math.isfinite(float(metrics["loss"])):
+            metrics = dict(zip(names, row.tolist()))
+            if not math.isfinite(metrics["loss"]):
                 last = ckpts.latest("last")
                 raise TrainingDiverged(
-                    f"training loss is {float(metrics['loss'])} at step {at} (epoch {(at - 1) // steps_per_epoch}); "
+                    f"training loss is {metrics['loss']} at step {at} (epoch {(at - 1) // steps_per_epoch}); "
                     f"stopped. The last good checkpoint is {last or 'none (nothing saved yet)'}. Lower "
                     f"optimizer.lr / optimizer.ssm_lr or set optimizer.grad_clip, then resume with "
                     f"trainer.resume=<that checkpoint> or start afresh.")
@@ -189,7 +191,6 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, overrides: list[str] | None 
             log.info("%s: %s; test accuracy at best validation %s (best val %s, majority baseline %s), %d steps "
                      "in %.0f s; run directory: %s", cfg.name, status, _pct(results["test_accuracy"]),
                      _pct(results["best_val_accuracy"]), _pct(results["majority_baseline"]), step, wall, run_dir)
-        ckpts.close()
     if status in EXIT_CODES:
         raise SystemExit(EXIT_CODES[status])
     return results
@@ -219,12 +220,12 @@ class Window:
         self.tic = time.time()
         self.last = None
 
-    def add(self, metrics):
-        weight = float(metrics["weight"])
-        self.loss += float(metrics["loss"]) * weight
-        self.correct += float(metrics["accuracy"]) * weight
+    def add(self, metrics: dict):
+        weight = metrics["weight"]
+        self.loss += metrics["loss"] * weight
+        self.correct += metrics["accuracy"] * weight
         self.weight += weight
-        self.last = {k: float(v) for k, v in metrics.items()}
+        self.last = metrics
 
     def flush(self) -> dict:
         out = dict(loss=self.loss / self.weight, accuracy=self.correct / self.weight,

@@ -71,11 +71,17 @@ def create_train_state(model, tx: optax.GradientTransformation, example_batch: d
     return jax.jit(init, out_shardings=replicated(mesh))()
 
 
+def metric_names(lr_schedules: dict | None = None) -> tuple[str, ...]:
+    """The entries of the train step's metrics vector, in order."""
+    return ("loss", "accuracy", "weight", *(lr_schedules or {}))
+
+
 def make_train_step(model, tx: optax.GradientTransformation, mesh, lr_schedules: dict | None = None):
     """(state, batch) -> (state, metrics); batch: inputs, lengths, labels, weights (global arrays).
 
-    metrics: loss, accuracy and weight of the batch, plus the rate of every schedule in `lr_schedules`
-    (name -> step -> rate) at this update, so the host never computes them.
+    metrics: one float32 vector, entries `metric_names(lr_schedules)`: loss, accuracy and weight of the batch,
+    then the rate of every schedule (name -> step -> rate) at this update, so the host never computes them.
+    One array rather than a dict of scalars: reading a logging window back costs per array.
     """
 
     def step(state: TrainState, batch):
@@ -92,8 +98,8 @@ def make_train_step(model, tx: optax.GradientTransformation, mesh, lr_schedules:
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                                   batch_stats=batch_stats, opt_state=opt_state)
-        rates = {name: jnp.asarray(fn(state.step), jnp.float32) for name, fn in (lr_schedules or {}).items()}
-        return new_state, {"loss": loss, "accuracy": acc, "weight": total, **rates}
+        rates = [fn(state.step) for fn in (lr_schedules or {}).values()]
+        return new_state, jnp.stack([jnp.asarray(x, jnp.float32) for x in (loss, acc, total, *rates)])
 
     repl = replicated(mesh)
     return jax.jit(step, in_shardings=(repl, batch_sharding(mesh)), out_shardings=(repl, repl), donate_argnums=0)
