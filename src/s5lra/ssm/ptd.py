@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from s5lra.cache import cache_dir
+
 CACHE_VERSION = 1  # bump when the solver changes what a given set of settings produces
 
 
@@ -55,16 +57,9 @@ def legs_matrix(n: int) -> np.ndarray:
     return -np.tril(np.outer(q, q), -1) - np.diag(k + 1.0)
 
 
-def cache_dir() -> Path:
-    root = os.environ.get("S5LRA_CACHE_DIR")
-    if root:
-        return Path(root).expanduser() / "ptd"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "s5lra" / "ptd"
-
-
 def cache_path(n: int, settings: PTDSettings) -> Path:
     key = json.dumps({"n": n, "version": CACHE_VERSION, **asdict(settings)}, sort_keys=True)
-    return cache_dir() / f"legs{n}_{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+    return cache_dir() / "ptd" / f"legs{n}_{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
 
 
 def optimise_perturbation(n: int, settings: PTDSettings) -> np.ndarray:

@@ -32,6 +32,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from s5lra.cache import cache_dir
+
 log = logging.getLogger(__name__)
 
 SCANS = ("associative", "pallas")  # index = the code broadcast from process 0
@@ -56,12 +58,6 @@ class Verdict:
     kernel: str  # hash of the kernel's and this check's source
     errors: dict | None = None  # relative error per direction and output
     cached: str | None = None  # the cache file, when read from there
-
-
-def cache_dir() -> Path:
-    if os.environ.get("S5LRA_CACHE_DIR"):
-        return Path(os.environ["S5LRA_CACHE_DIR"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "s5lra"
 
 
 def timeout_s() -> float:
