@@ -8,6 +8,7 @@ variant × task table (zoo.md) go to --report. All numbers are reduced scale.
 
     python experiments/zoo_reduced.py [--tasks listops pathfinder] [--variants s5 lru] [--seeds 0 1]
                                       [--out-root outputs/zoo_reduced] [--report experiments/results/zoo_reduced]
+                                      [--report-only]
                                       [overrides...]
 """
 
@@ -85,6 +86,8 @@ def main(argv=None) -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     parser.add_argument("--out-root", type=Path, default=Path("outputs/zoo_reduced"))
     parser.add_argument("--report", type=Path, default=Path("experiments/results/zoo_reduced"))
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: report the runs that finished (e.g. of an interrupted sweep)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. trainer.max_steps=20")
     argv = sys.argv[1:] if argv is None else argv
     # key=value items are overrides wherever they stand (`--seeds 0 1 trainer.epochs=1` must not read them as seeds)
@@ -98,6 +101,8 @@ def main(argv=None) -> None:
             for seed in args.seeds:
                 run_dir = args.out_root.resolve() / task / variant / f"seed{seed}"
                 if not finished(run_dir):
+                    if args.report_only:
+                        continue
                     start = time.time()
                     train(task, variant, seed, run_dir, args.data_dir.resolve(), args.overrides)
                     print(f"zoo_reduced {task}/{variant}/seed{seed}: {time.time() - start:.0f} s", flush=True)
