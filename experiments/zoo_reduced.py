@@ -3,8 +3,9 @@
 Every variant is the same `run_train.py` run with its `model.ssm` switches on top of `experiment=zoo_reduced/<task>`
 (a small model on two reduced tasks: short ListOps and easy Pathfinder-32, both generated on first use), for
 each seed. Runs go to <out-root>/<task>/<variant>/seed<k>; a finished run (results.json with status completed)
-is kept, so an interrupted sweep resumes. The report (`s5lra.report`: results.md, summary.json, curves) and a
-variant × task table (zoo.md) go to --report. All numbers are reduced scale.
+is kept and an unfinished one continues from its last checkpoint, so an interrupted sweep resumes. The report
+(`s5lra.report`: results.md, summary.json, curves) and a variant × task table (zoo.md) go to --report. All
+numbers are reduced scale.
 
     python experiments/zoo_reduced.py [--tasks listops pathfinder] [--variants s5 lru] [--seeds 0 1]
                                       [--out-root outputs/zoo_reduced] [--report experiments/results/zoo_reduced]
@@ -50,7 +51,9 @@ def finished(run_dir: Path) -> bool:
 
 def train(task: str, variant: str, seed: int, run_dir: Path, data_dir: Path, extra: list[str]) -> None:
     """One `run_train.py` subprocess, as a user would start it, logging to <run_dir>.log."""
+    # resume=auto: a run an earlier sweep left unfinished continues from its last checkpoint
     command = [sys.executable, str(REPO / "run_train.py"), f"experiment=zoo_reduced/{task}", "logger=none",
+               "trainer.resume=auto",
                f"seed={seed}", f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}",
                *overrides_for(task, variant), *extra]
     log = run_dir.parent / f"{run_dir.name}.log"
