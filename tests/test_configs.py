@@ -82,7 +82,7 @@ def test_hydra_run_dir_and_no_chdir():
 def test_run_directories_of_simultaneous_starts_differ():
     """Date, time to the millisecond and a random suffix: starts within one millisecond still differ."""
     stamps = [run_stamp() for _ in range(200)]
-    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d\.\d{3}-[0-9a-f]{4}", s) for s in stamps)
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d\.\d{3}-[0-9a-f]{8}", s) for s in stamps)
     assert len(set(stamps)) == len(stamps)
     register_configs()
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):

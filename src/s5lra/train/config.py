@@ -142,9 +142,10 @@ class EvalConfig:
 
 
 def run_stamp() -> str:
-    """<date>_<time>.<milliseconds>-<4 random hex digits>: run directories of simultaneous starts differ."""
+    """<date>_<time>.<milliseconds>-<8 random hex digits>: run directories of simultaneous starts differ
+    (32 random bits: two of 200 starts in one millisecond collide with probability ~5e-6)."""
     now = datetime.datetime.now()
-    return f"{now:%Y-%m-%d_%H-%M-%S}.{now.microsecond // 1000:03d}-{secrets.token_hex(2)}"
+    return f"{now:%Y-%m-%d_%H-%M-%S}.{now.microsecond // 1000:03d}-{secrets.token_hex(4)}"
 
 
 def register_configs() -> None:
