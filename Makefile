@@ -27,7 +27,7 @@ install-gpu: install
 	$(PY) -m pip install -q "jax[cuda12]==$$(sed -n 's/^jax==//p' requirements.txt)"
 
 test: install install-extras
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 test-slow: install install-extras
 	$(PY) -m pytest -q -m slow
@@ -88,7 +88,7 @@ reduced-listops: install
 	$(PY) -m s5lra.report outputs/reduced/listops --out experiments/results/reduced_listops
 
 # --- The S5 family on CPU (experiments/README.md, "The S5 family") ------------------------------------------
-# S5, S5-PTD, S4D-Lin, S4D-Inv, LRU and selective S5 on reduced ListOps and easy Pathfinder-32, two seeds each
+# S5, S5-PTD, S4D-Lin, S4D-Inv, LRU and selective S5 on short and long reduced ListOps, two seeds each
 # (about an hour on a free 2-core CPU); report in experiments/results/zoo_reduced/. Extra overrides in ARGS.
 .PHONY: zoo-reduced
 zoo-reduced: install

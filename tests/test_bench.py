@@ -80,7 +80,7 @@ def test_loop_overhead_cli(tmp_path, monkeypatch, capsys, listops_root):
     monkeypatch.setattr(loop_overhead, "CONFIGS", {"tiny": (
         [f"dataset.root={listops_root}", "dataset.max_len=20", "dataset.generate=null", *loop_overhead.TINY], 40)})
     out = tmp_path / "loop.json"
-    monkeypatch.setattr(sys, "argv", ["loop_overhead.py", "--configs", "tiny", "--log-every", "10",
+    monkeypatch.setattr(sys, "argv", ["loop_overhead.py", "--configs", "tiny", "--log-every", "10", "--repeats", "1",
                                       "--data-dir", str(tmp_path), "--json", str(out)])
     loop_overhead.main()
     (row,) = json.loads(out.read_text())["rows"]

@@ -1,6 +1,7 @@
 """The sequence block, encoders, pooling, heads and the stacked model."""
 
 from dataclasses import replace
+from functools import partial
 from types import SimpleNamespace
 
 import jax
@@ -24,7 +25,9 @@ def tokens(batch=4, length=12, vocab=11, seed=0):
 
 
 def init(model, x, lengths):
-    return model.init({"params": jax.random.key(0), "dropout": jax.random.key(1)}, x, lengths, train=False)
+    # jitted: an eager init dispatches every op of the HiPPO/SSM setup one by one (seconds per model)
+    return jax.jit(partial(model.init, train=False))({"params": jax.random.key(0), "dropout": jax.random.key(1)},
+                                                     x, lengths)
 
 
 # The paper's six settings (reference table): layers, H, P, J, activation, C_init, vocabulary, classes, dual,
@@ -214,7 +217,7 @@ def test_remat_and_the_pallas_kernel_give_the_same_gradients():
                                  rngs={"dropout": jax.random.key(3)}, mutable=["batch_stats"])
             return -out[:, 0].mean()
 
-        grads.append(ravel_pytree(jax.grad(loss)(variables["params"]))[0])
+        grads.append(ravel_pytree(jax.jit(jax.grad(loss))(variables["params"]))[0])
     for other in grads[1:]:
         assert np.allclose(grads[0], other, rtol=1e-5, atol=1e-6)
 

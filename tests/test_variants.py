@@ -513,5 +513,5 @@ def test_zoo_driver_variants_compose_for_both_tasks():
             assert cfg.model.ssm.kind == ("lru" if variant == "lru" else "s5")
     table = zoo_reduced.zoo_table({("listops", "s5"): [{"test_accuracy": 0.5, "n_params": 10},
                                                        {"test_accuracy": 0.7, "n_params": 10}]},
-                                  ["listops", "pathfinder"], ["s5", "lru"])
+                                  ["listops", "listops_long"], ["s5", "lru"])
     assert "| s5 | 60.0 ± 14.1 (n=2) | — | 10 |" in table and "| lru | — | — | — |" in table
