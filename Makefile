@@ -89,7 +89,7 @@ reduced-listops: install
 
 # --- The S5 family on CPU (experiments/README.md, "The S5 family") ------------------------------------------
 # S5, S5-PTD, S4D-Lin, S4D-Inv, LRU and selective S5 on short and long reduced ListOps, two seeds each
-# (about an hour on a free 2-core CPU); report in experiments/results/zoo_reduced/. Extra overrides in ARGS.
+# (about 1.5 hours on a 2-core CPU); report in experiments/results/zoo_reduced/. Extra overrides in ARGS.
 .PHONY: zoo-reduced
 zoo-reduced: install
 	$(PY) experiments/zoo_reduced.py --data-dir $(DATA_PATH) $(ARGS)
