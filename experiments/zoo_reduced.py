@@ -33,14 +33,10 @@ VARIANTS = {
     "s5_ptd": ["model.ssm.init=ptd", "model.ssm.conj_sym=false"],
     "s4d_lin": ["model.ssm.init=s4d_lin"],
     "s4d_inv": ["model.ssm.init=s4d_inv"],
-    "lru": ["model.ssm.kind=lru", "optimizer.groups=standard"],
+    "lru": ["model.ssm.kind=lru", "optimizer.groups=standard",
+            "model.ssm.r_min=0.0", "model.ssm.r_max=0.9"],  # lra_lru/listops's ring
     "selective": ["model.ssm.selective=true"],
 }
-LRU_RING = ["model.ssm.r_min=0.0", "model.ssm.r_max=0.9"]  # lra_lru/listops's ring
-
-
-def overrides_for(task: str, variant: str) -> list[str]:
-    return VARIANTS[variant] + (LRU_RING if variant == "lru" else [])
 
 
 def finished(run_dir: Path) -> bool:
@@ -54,7 +50,7 @@ def train(task: str, variant: str, seed: int, run_dir: Path, data_dir: Path, ext
     command = [sys.executable, str(REPO / "run_train.py"), f"experiment=zoo_reduced/{task}", "logger=none",
                "trainer.resume=auto",
                f"seed={seed}", f"paths.data_dir={data_dir}", f"hydra.run.dir={run_dir}",
-               *overrides_for(task, variant), *extra]
+               *VARIANTS[variant], *extra]
     log = run_dir.parent / f"{run_dir.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as f:

@@ -509,7 +509,7 @@ def test_zoo_driver_variants_compose_for_both_tasks():
 
     for task in zoo_reduced.TASKS:
         for variant in zoo_reduced.VARIANTS:
-            cfg = composed([f"experiment=zoo_reduced/{task}", *zoo_reduced.overrides_for(task, variant)])
+            cfg = composed([f"experiment=zoo_reduced/{task}", *zoo_reduced.VARIANTS[variant]])
             assert cfg.model.ssm.kind == ("lru" if variant == "lru" else "s5")
     table = zoo_reduced.zoo_table({("listops", "s5"): [{"test_accuracy": 0.5, "n_params": 10},
                                                        {"test_accuracy": 0.7, "n_params": 10}]},
