@@ -5,11 +5,13 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments" / "bench"))
 import epoch_floor  # noqa: E402
 import layer  # noqa: E402
+import official_step  # noqa: E402
 import train_step  # noqa: E402
 
 
@@ -71,6 +73,17 @@ def test_train_step_and_epoch_floor_clis(tmp_path, monkeypatch, capsys):
     assert floor["estimate"] and [r["task"] for r in floor["rows"]] == list(epoch_floor.TASKS)
     printed = capsys.readouterr().out
     assert "1.00x" in printed and "pathx" in printed and "min/epoch" in printed
+
+
+def test_official_step_needs_a_clone_and_feeds_what_the_official_loaders_feed(tmp_path):
+    with pytest.raises(SystemExit, match=f"{tmp_path}: not a clone of lindermanlab/S5"):
+        official_step.import_official(tmp_path)
+    rng = np.random.default_rng(0)
+    (x, lengths), labels, steps = official_step.official_batch("retrieval", 3, 16, rng)
+    assert x.shape == (6, 16, 98) and lengths.shape == (6,) and labels.shape == (3,) and steps.shape == (6, 16)
+    assert np.array_equal(x.sum(-1), np.ones((6, 16)))  # one-hot rows
+    x, labels, _ = official_step.official_batch("image", 2, 16, rng)
+    assert x.shape == (2, 16, 1) and set(np.asarray(labels)) <= set(range(10))
 
 
 def test_loop_overhead_cli(tmp_path, monkeypatch, capsys, listops_root):

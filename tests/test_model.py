@@ -222,6 +222,30 @@ def test_remat_and_the_pallas_kernel_give_the_same_gradients():
         assert np.allclose(grads[0], other, rtol=1e-5, atol=1e-6)
 
 
+def test_the_unrolled_layer_stack_has_the_same_parameters_and_gradients():
+    """model.unroll_layers (with and without remat): the same parameter tree from the same seed, so checkpoints
+    move between the two; the same dropout masks and gradients up to float rounding (XLA fuses the unrolled
+    stack differently: measured max difference 1.5e-6 against gradients up to 0.57)."""
+    x, lengths = tokens(), jnp.array([12, 5, 3, 9])
+    params, grads = [], []
+    for unroll, remat in ((False, False), (True, False), (True, True)):
+        model = build_model(replace(SMALL, unroll_layers=unroll, remat=remat, dropout=0.1), spec())
+        variables = init(model, x, lengths)
+
+        def loss(params):
+            out, _ = model.apply({**variables, "params": params}, x, lengths, train=True,
+                                 rngs={"dropout": jax.random.key(3)}, mutable=["batch_stats"])
+            return -out[:, 0].mean()
+
+        params.append(variables["params"])
+        grads.append(ravel_pytree(jax.jit(jax.grad(loss))(variables["params"]))[0])
+    for other in params[1:]:
+        assert jax.tree.structure(other) == jax.tree.structure(params[0])
+        assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(params[0]), jax.tree.leaves(other)))
+    for other in grads[1:]:
+        assert np.allclose(grads[0], other, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("key,value", [("norm", "group"), ("activation", "relu")])
 def test_bad_choices_name_the_argument(key, value):
     with pytest.raises(ValueError, match=f"^{key}='{value}': expected one of"):

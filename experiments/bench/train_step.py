@@ -4,8 +4,9 @@
     python experiments/bench/train_step.py experiment=lra/image --batch 8 --seq-len 1024 --variants auto official
     python experiments/bench/train_step.py experiment=lra/pathx --variants auto remat bf16 official
 
-Variants: `auto` (the configured model, scan=auto), `official` (model.ssm.scan=associative: the official
-algorithm's associative scan), `remat` (model.remat=true), `bf16` (trainer.precision=bf16), `checkpointed`
+Variants: `auto` (the configured model, scan=auto; the paper experiments unroll their layer stack),
+`official` (model.ssm.scan=associative: the official algorithm's associative scan), `scanned` / `unrolled`
+(model.unroll_layers=false / true), `remat` (model.remat=true), `bf16` (trainer.precision=bf16), `checkpointed`
 (model.ssm.scan=checkpointed), `pallas` (model.ssm.scan=pallas: what auto is on GPU). Batches are random with
 the task's shapes (no data needed). Reports compile time, median step time, examples/s, tokens/s and XLA's
 temporary-buffer size of the compiled step (peak-memory proxy; on GPU also the device's peak bytes in use).
@@ -44,6 +45,8 @@ VARIANTS = {
     "checkpointed": {"ssm.scan": "checkpointed"},
     "pallas": {"ssm.scan": "pallas"},
     "remat": {"remat": True},
+    "scanned": {"unroll_layers": False},
+    "unrolled": {"unroll_layers": True},
     "bf16": {"precision": "bf16"},
 }
 PIXEL_NORMALIZE = (0.5, 0.5)

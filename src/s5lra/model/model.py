@@ -20,8 +20,9 @@ class S5Model(nn.Module):
     inputs: (B, L) integer tokens when vocab_size is set; (B, L) uint8 pixels when `normalize` = (mean, std) is
     set (the model takes (x / 255 - mean) / std, so the pixels travel as a quarter of the bytes); else
     (B, L, D) real features. dual: (B, 2, L) tokens with lengths (B, 2), both documents through the same
-    encoder and stack (stacked as 2B rows, so BatchNorm sees both). Layers are one `nn.scan` over identical blocks, so compile time does not grow with
-    depth; their parameters carry a leading n_layers axis.
+    encoder and stack (stacked as 2B rows, so BatchNorm sees both). Layers are one `nn.scan` over identical
+    blocks, so compile time does not grow with depth (unless cfg.unroll_layers); their parameters carry a
+    leading n_layers axis either way.
     """
 
     cfg: ModelConfig
@@ -52,11 +53,13 @@ class S5Model(nn.Module):
             split_rngs={"params": True, "dropout": True},
             in_axes=nn.broadcast,
             length=cfg.n_layers,
+            unroll=cfg.n_layers if cfg.unroll_layers else 1,
         )(cfg, train, self.dtype, name="layers")
         x, _ = layers(x, lengths)
         pooled = pool(x, lengths, cfg.pooling)
         if self.dual:
-            logits = RetrievalHead(cfg.d_model, self.n_classes, self.dtype, name="decoder")(pooled[:batch], pooled[batch:])
+            head = RetrievalHead(cfg.d_model, self.n_classes, self.dtype, name="decoder")
+            logits = head(pooled[:batch], pooled[batch:])
         else:
             logits = ClassifierHead(self.n_classes, self.dtype, name="decoder")(pooled)
         return jax.nn.log_softmax(logits.astype(jnp.float32))
