@@ -1,9 +1,9 @@
 """Our whole training step against the official S5 code's own jitted `train_step`, same paper model, same
 batch shape, steps interleaved.
 
-    git clone https://github.com/lindermanlab/S5 /tmp/S5        # once; nothing from it is installed
-    python experiments/bench/official_step.py --official /tmp/S5 experiment=lra/listops --batch 8
-    python experiments/bench/official_step.py --official /tmp/S5 experiment=lra/image --variants auto remat
+    git clone https://github.com/lindermanlab/S5 ../S5        # once; nothing from it is installed
+    python experiments/bench/official_step.py --official ../S5 experiment=lra/listops --batch 8
+    python experiments/bench/official_step.py --official ../S5 experiment=lra/image --variants auto remat
 
 The official package is imported from --official (it needs only jax, flax, optax and tqdm for these modules)
 and built from the composed config with the arguments its run script passes for the task: the model from
