@@ -21,6 +21,8 @@ step (`auto`) and the associative-scan variant (`official`).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import sys
 import time
@@ -33,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from table import print_table, speedup
-from train_step import PAPER_LEN, VARIANTS, load_config, prepare, timed_step
+from train_step import CLASSES, PAPER_LEN, VARIANTS, load_config, prepare, take_turns, timed_step
 
 ONE_HOT_WIDTH = {"listops": 20, "text": 135, "retrieval": 98}  # the official loaders' IN_DIM (AAN: ours)
 COLUMNS = [
@@ -81,7 +83,7 @@ def official_model(cfg, modules, training: bool):
         Lambda_im_init=lam.imag, V=jax.scipy.linalg.block_diag(*[v] * s.blocks),
         Vinv=jax.scipy.linalg.block_diag(*[vinv] * s.blocks), C_init=s.C_init, discretization=s.discretization,
         dt_min=s.dt_min, dt_max=s.dt_max, conj_sym=s.conj_sym, clip_eigs=s.clip_eigs, bidirectional=s.bidirectional)
-    common = dict(ssm=ssm_fn, d_output=2 if task in ("retrieval", "text", "pathfinder", "pathx") else 10,
+    common = dict(ssm=ssm_fn, d_output=CLASSES.get(task, 2),
                   d_model=m.d_model, n_layers=m.n_layers, padded=task in ONE_HOT_WIDTH, activation=m.activation,
                   dropout=m.dropout, prenorm=m.prenorm, batchnorm=m.norm == "batch", bn_momentum=m.bn_momentum,
                   training=training)
@@ -93,7 +95,7 @@ def official_model(cfg, modules, training: bool):
 def official_batch(task, batch, length, rng):
     """(inputs, labels, integration timesteps) as the official pipeline hands them to `train_step`."""
     rows = 2 * batch if task == "retrieval" else batch
-    labels = jnp.asarray(rng.integers(0, 10 if task in ("listops", "image") else 2, batch).astype(np.float32))
+    labels = jnp.asarray(rng.integers(0, CLASSES.get(task, 2), batch).astype(np.float32))
     steps = jnp.ones((rows, length))
     if task in ONE_HOT_WIDTH:
         tokens = rng.integers(3, ONE_HOT_WIDTH[task], (rows, length))
@@ -108,7 +110,7 @@ def prepare_official(cfg, modules, batch, length):
     task, opt = cfg.dataset.name, cfg.optimizer
     model = official_model(cfg, modules, training=True)
     width = ONE_HOT_WIDTH.get(task, 1)
-    with _quiet():
+    with contextlib.redirect_stdout(io.StringIO()):  # its prints while it builds the state
         state = train_helpers.create_train_state(
             lambda training: _FrozenInit(official_model(cfg, modules, training)), jax.random.PRNGKey(0),
             padded=task in ONE_HOT_WIDTH, retrieval=task == "retrieval", in_dim=width, bsz=batch, seq_len=length,
@@ -125,20 +127,8 @@ def prepare_official(cfg, modules, batch, length):
 
     t0 = time.perf_counter()  # the first call compiles (and runs one step)
     state = jax.block_until_ready(official_step(state, None))[0]
-    run = {"state": state, "times": [], "row": dict(task=task, code="official S5", batch=batch, L=length,
-                                                     compile_s=time.perf_counter() - t0)}
-    return dict(run, step=official_step, batch=None)
-
-
-class _quiet:
-    """Silences the official code's prints while it builds its state."""
-
-    def __enter__(self):
-        self.stdout, sys.stdout = sys.stdout, open("/dev/null", "w")
-
-    def __exit__(self, *exc):
-        sys.stdout.close()
-        sys.stdout = self.stdout
+    row = dict(task=task, code="official S5", batch=batch, L=length, compile_s=time.perf_counter() - t0)
+    return {"state": state, "step": official_step, "batch": None, "times": [], "row": row}
 
 
 def main():
@@ -165,9 +155,7 @@ def main():
     for run in runs:  # warm-up
         timed_step(run)
         run["times"].clear()
-    for _ in range(args.steps):
-        for run in runs:
-            timed_step(run)
+    take_turns(runs, args.steps)
     rows = []
     for run in runs:
         step_s = float(np.median(run["times"]))

@@ -120,6 +120,13 @@ def timed_step(run) -> None:
     run["times"].append(time.perf_counter() - t0)
 
 
+def take_turns(runs, steps: int) -> None:
+    """`steps` timed steps of every run, the runs taking turns step by step."""
+    for _ in range(steps):
+        for run in runs:
+            timed_step(run)
+
+
 def bench(cfg: TrainConfig, variants, batch, length, steps) -> list[dict]:
     """Median step time of each variant. Each variant is compiled and warmed up in turn (its device peak read
     then: peak_bytes_in_use only grows, so list the lowest-memory variant first); then the variants take turns
@@ -133,9 +140,7 @@ def bench(cfg: TrainConfig, variants, batch, length, steps) -> list[dict]:
         stats = jax.local_devices()[0].memory_stats() or {}
         run["row"]["peak_mb"] = stats.get("peak_bytes_in_use", 0) / 2**20 or None
         runs.append(run)
-    for _ in range(steps):
-        for run in runs:
-            timed_step(run)
+    take_turns(runs, steps)
     rows = []
     for run in runs:
         step_s = float(np.median(run["times"])) if run["times"] else float("nan")
