@@ -5,7 +5,8 @@ import json
 import pytest
 
 from s5lra.errors import ConfigError
-from s5lra.train.loggers import MetricsFile, wandb_mode, write_json
+from s5lra.atomic import write_json
+from s5lra.train.loggers import MetricsFile, wandb_mode
 
 
 def test_wandb_mode_defaults_to_offline_without_a_key(monkeypatch, tmp_path):

@@ -36,6 +36,8 @@ from pathlib import Path
 from statistics import median
 from typing import Callable
 
+from s5lra.atomic import write_text
+
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "experiments" / "bench"
 TASKS = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")
@@ -354,9 +356,7 @@ def write_outputs(out: Path, report: dict, seconds: float) -> None:
     for name, text in (("check.json", json.dumps(report, indent=1)), ("check.md", markdown(report)),
                        ("sections.log", "\n".join(f"==== {s['name']}: {s['status']}\n" + "\n".join(s.get("tail", []))
                                                   for s in report["sections"]))):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text + "\n")
-        os.replace(tmp, out / name)
+        write_text(out / name, text + "\n")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from s5lra.data.atomic import building
+from s5lra.atomic import building
 from s5lra.errors import DataError
 
 # 2: content hashes and truncation counts in meta.json; Pathfinder splits assigned by path, not by position

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from s5lra.data.atomic import building
+from s5lra.atomic import building
 from s5lra.data.workers import worker_pool
 from s5lra.errors import DataError
 

@@ -33,7 +33,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from s5lra.data.atomic import replace_folder
+from s5lra.atomic import replace_folder, write_bytes
 from s5lra.data.workers import worker_pool
 from s5lra.errors import DataError
 
@@ -350,12 +350,6 @@ def _chunk_rng(seed: int, p: PathfinderParams, chunk: int) -> np.random.Generato
     return np.random.default_rng([seed, p.resolution, p.contour_length, chunk])
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _png_bytes(img: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(img, "L").save(buf, format="PNG")
@@ -368,7 +362,7 @@ def _work(task):
     rows = []
     for i, (img, label, margin) in zip(indices, generate_chunk(p, _chunk_rng(seed, p, chunk), len(indices))):
         batch, k = divmod(i, batch_size)
-        _atomic_write(folder / "imgs" / str(batch) / f"sample_{k}.png", _png_bytes(img))
+        write_bytes(folder / "imgs" / str(batch) / f"sample_{k}.png", _png_bytes(img))
         rows.append((i, label, margin))
     return rows
 
@@ -379,7 +373,7 @@ def _write_metadata(folder: Path, p: PathfinderParams, batch: int, batch_size: i
                        str(label)] + p.metadata_fields(margin) for i, label, margin in sorted(rows)])
     buf = io.BytesIO()
     np.save(buf, table)
-    _atomic_write(folder / "metadata" / f"{batch}.npy", buf.getvalue())
+    write_bytes(folder / "metadata" / f"{batch}.npy", buf.getvalue())
 
 
 SETTINGS_FILE = "generator.json"

@@ -15,13 +15,12 @@ import concurrent.futures
 import functools
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from s5lra.atomic import replacing
 from s5lra.cache import cache_dir
 
 CACHE_VERSION = 1  # bump when the solver changes what a given set of settings produces
@@ -111,14 +110,8 @@ def decompose(e: np.ndarray) -> PTDSolution:
 
 def _write_atomic(path: Path, arrays: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with replacing(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
 
 
 @functools.cache

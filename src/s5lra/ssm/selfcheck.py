@@ -32,6 +32,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from s5lra.atomic import write_text
 from s5lra.cache import cache_dir
 
 log = logging.getLogger(__name__)
@@ -132,9 +133,7 @@ def run_check(key: dict) -> Verdict:
 
 
 def _save(path: Path, verdict: Verdict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # readers never see half a file
-    tmp.write_text(json.dumps(dataclasses.asdict(verdict), indent=1) + "\n")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(dataclasses.asdict(verdict), indent=1) + "\n")
 
 
 def check(force: bool = False) -> Verdict:

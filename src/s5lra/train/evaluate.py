@@ -18,7 +18,7 @@ from s5lra.ssm.selfcheck import resolve_scan
 from s5lra.train import checkpoint
 from s5lra.train.config import EvalConfig, TrainConfig
 from s5lra.train.data import check_data, open_task
-from s5lra.train.loggers import write_json
+from s5lra.atomic import write_json
 from s5lra.train.sharding import check_batch_size, make_mesh, prefetch_to_device
 from s5lra.train.steps import build, create_train_state, evaluate, make_eval_step
 

@@ -27,7 +27,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from s5lra.errors import USER_ERRORS, RunDirectoryError, TrainingDiverged, errors_to_exit
-from s5lra.train.loggers import write_json
+from s5lra.atomic import write_json
 
 log = logging.getLogger("s5lra")
 SUBMITIT_LAUNCHERS = "hydra_plugins.hydra_submitit_launcher."

@@ -13,18 +13,11 @@ import os
 import warnings
 from pathlib import Path
 
+from s5lra.atomic import write_text
 from s5lra.errors import ConfigError
 
 WANDB_MODES = ("online", "offline", "disabled")
 BACKENDS = ("wandb", "none")
-
-
-def write_json(path: str | Path, obj) -> None:
-    """Write JSON atomically (temporary file, then rename), so readers never see half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 def _has_api_key() -> bool:
@@ -56,9 +49,7 @@ class MetricsFile:
         if not self.path.exists():
             return
         keep = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text("".join(line + "\n" for line in keep))
-        os.replace(tmp, self.path)
+        write_text(self.path, "".join(line + "\n" for line in keep))
 
     def write(self, event: dict) -> None:
         with self.path.open("a") as f:

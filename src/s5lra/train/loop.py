@@ -29,7 +29,8 @@ from s5lra.ssm.selfcheck import resolve_scan
 from s5lra.train import checkpoint, rundir
 from s5lra.train.config import TrainConfig, validate
 from s5lra.train.data import check_data, open_task
-from s5lra.train.loggers import RunLogger, write_json
+from s5lra.atomic import write_json
+from s5lra.train.loggers import RunLogger
 from s5lra.train.sharding import check_batch_size, initialize_distributed, make_mesh, prefetch_to_device
 from s5lra.train.steps import build, create_train_state, evaluate, make_eval_step, make_train_step, metric_names
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from s5lra.atomic import write_text
 from s5lra.errors import CheckpointError, RunDirectoryError
 from s5lra.train import checkpoint
 
@@ -40,9 +41,7 @@ def write_config(run_dir: Path, cfg, overrides: list[str]) -> None:
     folder = run_dir / ".hydra"
     folder.mkdir(parents=True, exist_ok=True)
     for name, node in (("config.yaml", OmegaConf.structured(cfg)), ("overrides.yaml", OmegaConf.create(overrides))):
-        tmp = folder / f".{name}.tmp"
-        OmegaConf.save(node, tmp)
-        tmp.replace(folder / name)
+        write_text(folder / name, OmegaConf.to_yaml(node))
 
 
 def with_absolute_paths(cfg):
