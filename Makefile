@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 DATA_PATH ?= ./data
 
-.PHONY: install install-gpu install-extras test test-slow demo clean
+.PHONY: install install-gpu install-extras test test-slow test-compat demo clean
 
 install: $(VENV)/.installed
 
@@ -31,6 +31,30 @@ test: install install-extras
 
 test-slow: install install-extras
 	$(PY) -m pytest -q -m slow
+
+# --- JAX compatibility matrix ---------------------------------------------------------------------------------
+# The core suite (COMPAT_TESTS) on each JAX of COMPAT_JAX, each in its own environment (.venv/compat/jax-V):
+# requirements.txt without wandb, with experiments/compat/jax-V.txt's pins instead of its own. JAX 0.11 and newer
+# need Python >= 3.12: COMPAT_PYTHON (pyenv's 3.12 if there, else python3.12 on PATH).
+COMPAT_JAX    ?= $(patsubst experiments/compat/jax-%.txt,%,$(wildcard experiments/compat/jax-*.txt))
+COMPAT_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12))
+COMPAT_TESTS  ?= tests/test_ssm.py tests/test_variants.py tests/test_model.py tests/test_train_optim.py \
+                 tests/test_train_parallel.py tests/test_train_trust.py tests/test_gpu_stack.py
+COMPAT_ENV    := $(VENV)/compat
+
+test-compat: $(COMPAT_JAX:%=test-compat-%)
+
+test-compat-%: $(COMPAT_ENV)/jax-%/.installed
+	$(COMPAT_ENV)/jax-$*/bin/python -m pytest -q -n 2 --dist loadfile $(COMPAT_TESTS)
+
+$(COMPAT_ENV)/jax-%/.installed: experiments/compat/jax-%.txt requirements.txt pyproject.toml
+	@$(COMPAT_PYTHON) -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null || { echo "error: \
+	JAX $* needs Python >= 3.12; '$(COMPAT_PYTHON)' is not one: set COMPAT_PYTHON=/path/to/python3.12" >&2; exit 1; }
+	rm -rf $(@D) && $(COMPAT_PYTHON) -m venv $(@D)
+	grep -v -E "^($$(sed -n 's/==.*//p' $< | paste -sd'|')|wandb)==" requirements.txt > $(@D)/requirements.txt
+	$(@D)/bin/python -m pip install -q -r $(@D)/requirements.txt -r $<
+	$(@D)/bin/python -m pip install -q --no-deps -e .
+	touch $@
 
 demo: install
 	$(PY) run_train.py paths.data_dir=$(DATA_PATH)
