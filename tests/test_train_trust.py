@@ -122,7 +122,8 @@ def test_sigint_saves_and_exits_130(listops_root, tmp_path):
     assert returncode == 130, stderr[-3000:]
     results = json.loads((run_dir / "results.json").read_text())
     assert results["status"] == "interrupted" and results["epochs"] == results["steps"] / 8
-    assert [int(p.name) for p in (run_dir / "checkpoints" / "last").iterdir()] == [results["steps"]]
+    assert results["last_checkpoint"] == f"checkpoints/last/{results['steps']}" and results["last_saved"]
+    assert (run_dir / results["last_checkpoint"] / "state.npz").exists()
 
 
 def test_the_log_says_what_the_run_uses_and_why_it_failed(listops_root, tmp_path):
@@ -146,16 +147,19 @@ def tiny_state(step):
     return jax.device_put(state, replicated(make_mesh()))
 
 
-def test_a_checkpoint_round_trips_every_leaf_and_keeps_one_step(tmp_path):
+def test_a_checkpoint_round_trips_every_leaf_and_keeps_the_newest_saves(tmp_path):
+    """`last` keeps its two newest saves and `best` one; newest means last written, not the highest step."""
     ckpts = checkpoint.Checkpoints(tmp_path / "checkpoints")
-    ckpts.save("last", tiny_state(3), {"best_val_accuracy": 0.5})
-    ckpts.save("last", tiny_state(7), {"best_val_accuracy": 0.75})
-    assert [p.name for p in (tmp_path / "checkpoints" / "last").iterdir()] == ["7"]  # no temporary folder left
-    assert ckpts.latest("last") == tmp_path / "checkpoints" / "last" / "7" and ckpts.latest("best") is None
+    for step, acc in ((3, 0.5), (7, 0.75), (5, 0.25)):
+        ckpts.save("last", tiny_state(step), {"best_val_accuracy": acc})
+        ckpts.save("best", tiny_state(step), {"best_val_accuracy": acc})
+    assert sorted(p.name for p in (tmp_path / "checkpoints" / "last").iterdir()) == ["5", "7"]  # no temporaries
+    assert [p.name for p in (tmp_path / "checkpoints" / "best").iterdir()] == ["5"]
+    assert ckpts.latest("last") == tmp_path / "checkpoints" / "last" / "5"
     target = tiny_state(0)
     restored, record = checkpoint.restore(tmp_path / "checkpoints", target)
-    assert record["best_val_accuracy"] == 0.75 and record["step"] == 7
-    for got, want, like in zip(jax.tree.leaves(restored), jax.tree.leaves(tiny_state(7)), jax.tree.leaves(target)):
+    assert record["best_val_accuracy"] == 0.25 and record["step"] == 5
+    for got, want, like in zip(jax.tree.leaves(restored), jax.tree.leaves(tiny_state(5)), jax.tree.leaves(target)):
         assert got.dtype == want.dtype and got.sharding == like.sharding
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
