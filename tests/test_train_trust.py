@@ -127,12 +127,15 @@ def test_sigint_saves_and_exits_130(listops_root, tmp_path):
 
 
 def test_the_log_says_what_the_run_uses_and_why_it_failed(listops_root, tmp_path):
-    proc = run_cli("run_train.py", tiny_overrides(listops_root, "trainer.max_steps=2", f"hydra.run.dir={tmp_path}"))
+    proc = run_cli("run_train.py", tiny_overrides(listops_root, "trainer.max_steps=2", f"hydra.run.dir={tmp_path}",
+                                                  "trainer.progress=true"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = (tmp_path / "run_train.log").read_text()
     for words in ("devices: 4 x cpu", "parameters", "task listops: train 64 / val 12 / test 20 examples",
-                  "data cache", f"run directory: {tmp_path}", "metrics: "):
+                  "data cache", f"run directory: {tmp_path}", "metrics: ", "step 2/2 (epoch 0.25): loss ",
+                  "demo: completed; test accuracy at best validation"):
         assert words in log, words
+    assert "\r" not in log and "it/s" not in proc.stderr  # not a terminal: log lines instead of a progress bar
     failed = tmp_path / "failed"
     proc = run_cli("run_train.py", [*tiny_overrides(tmp_path / "no_data", f"hydra.run.dir={failed}"),
                                     "dataset.generate=null"])
@@ -172,3 +175,16 @@ def test_an_unreadable_checkpoint_names_its_file(tmp_path):
     (tmp_path / "last" / "2" / "record.json").write_text("{")
     with pytest.raises(checkpoint.CheckpointError, match=r"last/2/record\.json"):
         checkpoint.read_record(tmp_path / "last")
+
+
+def test_a_run_resumed_from_another_runs_checkpoint_is_a_new_wandb_run(listops_root, tmp_path):
+    wandb = ["logger=wandb", "logger.mode=offline"]
+    source = tmp_path / "source"
+    run(source, tiny_overrides(listops_root, *wandb, "trainer.max_steps=2"))
+    results = run(tmp_path / "new", tiny_overrides(listops_root, *wandb, "trainer.max_steps=4",
+                                                   f"trainer.resume={source / 'checkpoints'}"))
+    run_id = lambda d: {p.name.rsplit("-", 1)[1] for p in (d / "wandb").glob("offline-run-*")}  # noqa: E731
+    assert len(run_id(source)) == len(run_id(tmp_path / "new")) == 1 and run_id(source) != run_id(tmp_path / "new")
+    assert results["resumed_from"] == str(source / "checkpoints" / "last" / "2") and results["steps"] == 4
+    assert checkpoint.read_record(tmp_path / "new" / "checkpoints")["wandb_run_id"] == run_id(tmp_path / "new").pop()
+    assert [e["step"] for e in events(tmp_path / "new", "train")] == [3, 4]  # its own metrics from the branch point
