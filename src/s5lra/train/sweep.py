@@ -3,8 +3,10 @@
 Hydra calls `SweepSummary.on_multirun_end` after the last job of a `-m` sweep, whatever the launcher
 (configs/hydra/callbacks/sweep_summary.yaml); `python -m s5lra.train.sweep SWEEP_DIR` prints the same summary
 at any time, e.g. while a SLURM array is still running. A job's status is its results.json's: completed,
-failed or diverged (with the error, s5lra.train.launch), preempted or interrupted (checkpoints/last saved; continue with
-trainer.resume=auto); a job directory without results.json is unfinished (still running, or killed). Under
+failed or diverged (with the error), preempted or interrupted (checkpoints/last saved; continue with
+trainer.resume=auto), running (its process holds the run directory's lock), or killed (results.json still says
+running but no process holds the lock); a job directory without results.json is unfinished (not started yet,
+or killed before it began). Under
 hydra/launcher=slurm|local each line names the scheduler's job (its job.json, written by s5lra.train.launch):
 `slurm job 1234_0` is the array element whose log is `.submitit/1234_0/` in the sweep directory.
 """
@@ -20,7 +22,10 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-ORDER = ("completed", "failed", "diverged", "preempted", "interrupted", "unfinished")
+from s5lra.train.rundir import RUNNING, is_active
+
+ORDER = ("completed", "failed", "diverged", "preempted", "interrupted", "running", "killed", "unfinished")
+CONTINUABLE = ("preempted", "interrupted", "killed")  # checkpoints/last (if any) continues them
 
 
 @dataclass
@@ -59,8 +64,11 @@ def collect(sweep_dir: str | Path) -> list[Job]:
         except ValueError as err:
             jobs.append(Job(path, "unfinished", error=f"results.json unreadable ({err})", scheduler_job=scheduler_job))
             continue
-        jobs.append(Job(path, results.get("status", "unfinished"), results.get("best_val_accuracy"),
-                        results.get("test_accuracy"), results.get("error"), scheduler_job))
+        status = results.get("status", "unfinished")
+        if status == RUNNING and not is_active(path):  # its process died without recording an ending
+            status = "killed"
+        jobs.append(Job(path, status, results.get("best_val_accuracy"), results.get("test_accuracy"),
+                        results.get("error"), scheduler_job))
     return jobs
 
 
@@ -76,8 +84,12 @@ def summary(jobs: list[Job], sweep_dir: str | Path) -> str:
     for j in jobs:
         if j.status == "completed":
             detail = f"best val {_pct(j.best_val_accuracy)}%, test at best val {_pct(j.test_accuracy)}%"
-        elif j.status in ("preempted", "interrupted"):
-            detail = ("checkpoints/last saved; continue it with its .hydra/overrides.yaml plus "
+        elif j.status == "running":
+            detail = "still running"
+        elif j.status in CONTINUABLE:
+            saved = ("ended without a record (killed: out of memory, SIGKILL, a lost node?); its newest "
+                     "checkpoints/last" if j.status == "killed" else "checkpoints/last saved")
+            detail = (f"{saved}; continue it with its .hydra/overrides.yaml plus "
                       f"trainer.resume=auto hydra.run.dir={j.path}")
         else:
             detail = j.error or "no results.json (still running, or killed)"
