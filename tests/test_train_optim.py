@@ -1,4 +1,4 @@
-"""Optimizer groups (reference section 5 table), the warmup+cosine schedule and its official quirks, clipping."""
+"""Optimizer groups (docs/s5.md, section 6), the warmup+cosine schedule and its official quirks, clipping."""
 
 import jax
 import jax.numpy as jnp

@@ -19,9 +19,9 @@ CHECKPOINT_CHUNK = 128
 def resolve_method(method: str) -> str:
     """"auto" -> the method for the default backend.
 
-    CPU: `lax.scan` (experiments/bench/layer.py: ~3x the associative scan on a Path-X layer, less memory,
-    ~10x faster compile). GPU: the Pallas/Triton kernel, since a host-driven `lax.scan` pays per step there
-    (performance.md), but only once it has passed its self-check on this GPU (s5lra.ssm.selfcheck: run in a
+    CPU: `lax.scan` (faster than the associative scan, less memory, faster to compile: docs/performance.md,
+    section 4). GPU: the Pallas/Triton kernel, since a host-driven `lax.scan` pays per step there
+    (docs/performance.md, section 3), but only once it has passed its self-check on this GPU (s5lra.ssm.selfcheck: run in a
     subprocess the first time, then cached on disk); otherwise the associative scan. TPU: the associative scan
     (the kernel targets Triton).
     """

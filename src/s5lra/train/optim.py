@@ -1,4 +1,4 @@
-"""The optimizer: parameter groups by leaf name (reference section 5), one optax transform per group.
+"""The optimizer: parameter groups by leaf name (docs/s5.md, section 6 "Optimizer groups"), one optax transform per group.
 
 | groups         | Adam at ssm_lr, no decay        | AdamW at ssm_lr | AdamW at lr            |
 | standard       | B, Lambda_re, Lambda_im, log_step | -             | everything else        |
