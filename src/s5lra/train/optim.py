@@ -39,10 +39,6 @@ SELECTIVE = {"delta_W1", "delta_W2"}
 GROUPS = tuple(SSM_NO_DECAY)
 
 
-def _key_name(entry) -> str:
-    return str(getattr(entry, "key", getattr(entry, "name", entry)))
-
-
 def param_labels(params, cfg: OptimizerConfig):
     """Pytree of group labels ("ssm", "ssm_decay", "selective", "regular") matching `params`."""
     if cfg.groups not in SSM_NO_DECAY:
@@ -53,15 +49,14 @@ def param_labels(params, cfg: OptimizerConfig):
     decay = SSM_DECAY.get(cfg.groups, set())
 
     def label(path, _):
-        names = [_key_name(p) for p in path]
-        leaf = names[-1]
+        *modules, leaf = jax.tree_util.keystr(path, simple=True, separator="/").split("/")
         if leaf in SELECTIVE:
             return "selective"
         if leaf in no_decay:
             return "ssm"
         if leaf in decay:
             return "ssm_decay"
-        if not cfg.norm_decay and any("norm" in n.lower() for n in names[:-1]):
+        if not cfg.norm_decay and any("norm" in n.lower() for n in modules):
             return "ssm"  # what the official name list ("norm" among the SSM keys) meant
         return "regular"
 
