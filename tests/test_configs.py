@@ -141,6 +141,17 @@ def test_eval_config_schema():
         compose_train(["run_dir=/x", "model.d_model=3"], config="eval")
 
 
+def test_a_bad_eval_override_names_the_key_before_any_data_is_read(tmp_path):
+    from s5lra.train.evaluate import evaluate_run
+
+    (tmp_path / ".hydra").mkdir()
+    OmegaConf.save(compose_train([f"paths.data_dir={tmp_path / 'nothing_here'}"]), tmp_path / ".hydra" / "config.yaml")
+    ecfg = OmegaConf.to_object(compose_train([f"run_dir={tmp_path}", "model.ssm.step_rescale=-1"], config="eval"))
+    with pytest.raises(ConfigError, match=re.escape("model.ssm.step_rescale=-1.0: must be positive")):
+        evaluate_run(ecfg)
+    assert not (tmp_path / "nothing_here").exists()
+
+
 def test_train_config_is_a_plain_dataclass():
     cfg = OmegaConf.to_object(compose_train())
     assert isinstance(cfg, TrainConfig) and cfg.trainer.resume is None

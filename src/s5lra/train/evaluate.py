@@ -52,6 +52,10 @@ def evaluate_run(ecfg: EvalConfig) -> dict:
     cfg = dataclasses.replace(cfg, dataset=dataclasses.replace(cfg.dataset, generate=None))  # never generate here
     changed = {k: v for k, v in dataclasses.asdict(ecfg.model.ssm).items() if v is not None}
     cfg.model.ssm = dataclasses.replace(cfg.model.ssm, **changed)
+    try:
+        cfg.model.check()  # the overrides above are the only settings not checked when the run started
+    except InvalidSetting as err:
+        raise ConfigError(f"model.{err}") from None
     mesh = make_mesh()
     resolve_scan(cfg.model.ssm.scan)  # on a GPU, `auto` runs the kernel's self-check once, here
     batch_size = ecfg.batch_size or cfg.trainer.eval_batch_size or cfg.trainer.batch_size

@@ -21,8 +21,6 @@ import optax
 
 from typing import TYPE_CHECKING
 
-from s5lra.errors import ConfigError
-
 if TYPE_CHECKING:
     from s5lra.train.config import OptimizerConfig
 
@@ -41,8 +39,6 @@ GROUPS = tuple(SSM_NO_DECAY)
 
 def param_labels(params, cfg: OptimizerConfig):
     """Pytree of group labels ("ssm", "ssm_decay", "selective", "regular") matching `params`."""
-    if cfg.groups not in SSM_NO_DECAY:
-        raise ConfigError(f"optimizer.groups={cfg.groups!r}; expected one of {GROUPS}")
     no_decay = set(SSM_NO_DECAY[cfg.groups]) | LRU_SSM
     if cfg.dt_global:
         no_decay.discard("log_step")
