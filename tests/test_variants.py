@@ -10,7 +10,7 @@ import pytest
 
 from s5lra.errors import InvalidSetting
 from s5lra.model import ModelConfig, SSMConfig, build_model, count_params
-from s5lra.ssm import METHODS, S5SSM, apply_s5, diagonal_init, hippo_init, linear_recurrence
+from s5lra.ssm import METHODS, S5SSM, apply_s5, diagonal_init, hippo_init, linear_recurrence, ssm_layer
 from s5lra.ssm import ptd
 from s5lra.ssm.lru import apply_lru, gamma_log_for, init_nu_log, init_theta_log
 from s5lra.ssm.selective import apply_selective_s5
@@ -55,7 +55,7 @@ def loop(lam_bar, bu, reverse=False):
 
 
 def layer_params(cfg, h=6, seed=0):
-    return dict(S5SSM(cfg, h).init(jax.random.key(seed), jnp.zeros((3, h)))["params"])
+    return dict(ssm_layer(cfg, h).init(jax.random.key(seed), jnp.zeros((3, h)))["params"])
 
 
 @pytest.fixture(scope="session")
@@ -253,7 +253,7 @@ def test_lru_ignores_conj_sym_and_refuses_s5_settings():
     u = jnp.asarray(np.random.default_rng(2).normal(size=(2, 9, 6)), jnp.float32)
     ys = []
     for conj_sym in (True, False):
-        layer = S5SSM(SSMConfig(kind="lru", state_size=5, conj_sym=conj_sym), 6)
+        layer = ssm_layer(SSMConfig(kind="lru", state_size=5, conj_sym=conj_sym), 6)
         ys.append(layer.apply(layer.init(jax.random.key(0), u), u))
     np.testing.assert_array_equal(*ys)
     for field, value in (("init", "ptd"), ("selective", True), ("freq_scale", 2.0), ("step_rescale", 2.0),
@@ -389,7 +389,7 @@ VARIANTS = {
 @pytest.mark.parametrize("variant", ["lru", "selective"])  # the inits share S5's step (tests/test_ssm.py)
 def test_step_mode_equals_parallel(variant):
     kw = VARIANTS[variant]
-    layer = S5SSM(SSMConfig(state_size=16, bidirectional=False, **kw), 6)
+    layer = ssm_layer(SSMConfig(state_size=16, bidirectional=False, **kw), 6)
     u = jnp.asarray(np.random.default_rng(10).normal(size=(2, 15, 6)), jnp.float32)
     variables = layer.init(jax.random.key(1), u)
     if variant == "selective":  # make the step input-dependent
@@ -397,10 +397,10 @@ def test_step_mode_equals_parallel(variant):
         params["delta_W2"] = jnp.full(params["delta_W2"].shape, 0.3)
         variables = {"params": params}
     y = layer.apply(variables, u)
-    state = layer.apply(variables, (2,), method=S5SSM.initial_state)
+    state = layer.apply(variables, (2,), method=type(layer).initial_state)
     outs = []
     for k in range(u.shape[1]):
-        state, y_k = layer.apply(variables, state, u[:, k], method=S5SSM.step)
+        state, y_k = layer.apply(variables, state, u[:, k], method=type(layer).step)
         outs.append(y_k)
     np.testing.assert_allclose(jnp.stack(outs, axis=1), y, atol=1e-5)
 
