@@ -47,6 +47,7 @@ def test_experiment_matches_the_paper(task):
     assert (s.bidirectional, m.norm, m.prenorm, s.discretization, s.conj_sym, m.pooling) == (
         True, "batch", True, "zoh", True, "mean")
     assert m.unroll_layers  # ours, speed only: the step experiments/bench/README.md reports
+    assert m.mask_padding is False  # the official code's padding leak, which the paper's numbers came with
     assert (o.norm_decay, o.grad_clip, cfg.scheduler.first_step_full_lr, cfg.scheduler.cosine_from_global_step,
             cfg.scheduler.lr_min) == (True, None, True, True, 0.0)
     assert cfg.dataset.name == task and cfg.name == f"lra/{task}"
