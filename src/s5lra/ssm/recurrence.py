@@ -11,8 +11,6 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from s5lra.errors import InvalidSetting
-
 METHODS = ("associative", "sequential", "chunked", "checkpointed", "pallas")
 DEFAULT_CHUNK = 64
 CHECKPOINT_CHUNK = 128
@@ -35,7 +33,7 @@ def resolve_method(method: str) -> str:
             return gpu_scan()
         return "sequential" if backend == "cpu" else "associative"
     if method not in METHODS:
-        raise InvalidSetting("method", method, f"unknown scan method; expected 'auto' or one of {METHODS}")
+        raise ValueError(f"unknown scan method {method!r}; expected 'auto' or one of {METHODS}")
     return method
 
 
