@@ -1,6 +1,6 @@
-"""Helpers shared by the test modules (no test module imports another): tiny run configs, running the entry
-points in-process and as subprocesses, reading run outputs (metrics.jsonl, offline W&B runs by W&B's own reader), and writers of
-tiny data in the LRA release formats."""
+"""Helpers shared by the test modules (no test module imports another): the repository root, composing the
+configs, tiny run configs, running the entry points in-process and as subprocesses, reading run outputs
+(metrics.jsonl; offline W&B runs by W&B's own reader), and writers of tiny data in the LRA release formats."""
 
 import json
 import os
@@ -32,10 +32,11 @@ def tiny_overrides(root, *extra):
     return [f"dataset.root={root}", "dataset.max_len=20", f"dataset.generate={GENERATE}", *TINY, *extra]
 
 
-def compose_cfg(overrides):
+def compose_cfg(overrides=(), config="train", return_hydra_config=False):
+    """`configs/<config>.yaml` composed with `overrides` as the entry point composes it (unresolved)."""
     register_configs()
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
+        return compose(config, overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
 def run_inprocess(run_dir, overrides):

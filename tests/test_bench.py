@@ -3,13 +3,14 @@ docs/performance.md, section 2 "The GPU floor"."""
 
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments" / "bench"))
+from helpers import REPO
+
+sys.path.insert(0, str(REPO / "experiments" / "bench"))
 import epoch_floor  # noqa: E402
 import layer  # noqa: E402
 import official_step  # noqa: E402
@@ -110,7 +111,7 @@ def test_pathfinder_contact_sheet(tmp_path):
 
     from s5lra.data.pathfinder_gen import generate_chunk, lra_params
 
-    path = Path(__file__).resolve().parents[1] / "experiments" / "data" / "pathfinder_gen_bench.py"
+    path = REPO / "experiments" / "data" / "pathfinder_gen_bench.py"
     spec = importlib.util.spec_from_file_location("pathfinder_gen_bench", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

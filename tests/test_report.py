@@ -13,6 +13,8 @@ from s5lra.report.aggregate import group_runs, lra_average
 from s5lra.report.paper import PAPER_ACCURACY, TASKS
 from s5lra.report.wandb_runs import WandbRun, write_run_dir
 
+from helpers import REPO
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -125,7 +127,7 @@ class FakeApiRun:
 
 
 def test_pull_conversion_from_an_api_run(tmp_path):
-    spec = importlib.util.spec_from_file_location("wandb_pull", Path(__file__).parents[1] / "experiments" /
+    spec = importlib.util.spec_from_file_location("wandb_pull", REPO / "experiments" /
                                                   "wandb_pull.py")
     pull = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(pull)

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from s5lra.errors import InvalidSetting
 from s5lra.model import ModelConfig, SSMConfig, build_model, count_params
@@ -14,8 +15,10 @@ from s5lra.ssm import METHODS, S5SSM, apply_s5, diagonal_init, hippo_init, linea
 from s5lra.ssm import ptd
 from s5lra.ssm.lru import apply_lru, gamma_log_for, init_nu_log, init_theta_log
 from s5lra.ssm.selective import apply_selective_s5
-from s5lra.train.config import OptimizerConfig
+from s5lra.train.config import OptimizerConfig, validate
 from s5lra.train.optim import make_optimizer, param_labels
+
+from helpers import REPO, compose_cfg
 
 SCANS = tuple(m for m in METHODS if m != "pallas")  # the kernel takes a time-invariant decay only ("auto" falls back)
 
@@ -472,16 +475,7 @@ LRA_TASKS = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")
 
 
 def composed(overrides):
-    from pathlib import Path
-
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    from s5lra.train.config import register_configs, validate
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "configs"), version_base="1.3"):
-        cfg = OmegaConf.to_object(compose("train", overrides=list(overrides)))
+    cfg = OmegaConf.to_object(compose_cfg(overrides))
     validate(cfg)
     return cfg
 
@@ -502,9 +496,8 @@ def test_variant_experiments_are_s5s_plus_their_diffs(task):
 
 def test_zoo_driver_variants_compose_for_both_tasks():
     import sys
-    from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    sys.path.insert(0, str(REPO / "experiments"))
     import zoo_reduced
 
     for task in zoo_reduced.TASKS:
