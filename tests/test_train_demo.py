@@ -11,7 +11,6 @@ import pytest
 from helpers import REPO
 
 
-
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_demo_learns_on_cpu(tmp_path, precision):
