@@ -14,11 +14,10 @@ import numpy as np
 import pytest
 import yaml
 
-from helpers import GENERATE
+from helpers import GENERATE, REPO
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the cluster extra (requirements-extras.txt)")
 
-REPO = Path(__file__).resolve().parents[1]
 TRAIN_YAML = (REPO / "configs" / "train.yaml").read_text()
 # The search is a config group; until configs/train.yaml lists it, add it here.
 SEARCH = ("" if "hparams_search:" in TRAIN_YAML else "+") + "hparams_search=lra_optuna"

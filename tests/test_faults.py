@@ -6,7 +6,6 @@ process are injected by tests/faults/sitecustomize.py (no hook in the project's 
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -118,7 +117,7 @@ def test_a_kill_in_the_middle_of_a_checkpoint_write_loses_nothing(listops_root, 
     assert results(run_dir)["status"] == "running" and not rundir.is_active(run_dir)  # killed: nobody holds it
     assert temporaries(run_dir)  # the half-written save, never under a final name
     assert sorted(int(p.name) for p in (run_dir / "checkpoints" / "last").iterdir() if p.name.isdigit()) == [4, 6]
-    err = resume_until_done(run_dir, kill_args(listops_root))
+    resume_until_done(run_dir, kill_args(listops_root))
     log = (run_dir / "run_train.log").read_text()
     assert "ended without closing it (killed?)" in log and "left by an interrupted write" in log
     assert_reproduces(run_dir, reference)
@@ -342,3 +341,21 @@ def test_throughput_windows_leave_out_evaluation_and_checkpoint_time(monkeypatch
     with window.paused():
         pass
     assert window.flush()["examples_per_s"] == pytest.approx(50.0 / 5.0)  # 12 s, 7 of them paused
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("options", {"min_freq": 0}, "dataset: min_freq=0: expected a positive integer"),
+    ("options", {"colour": True}, "dataset: unknown option(s) ['colour'] for task 'listops'"),
+    ("generate", {"n_train": -1}, "the split sizes must not be negative"),
+    ("generate", {"depth": 3}, "dataset: dataset.generate: unknown key(s) ['depth'] for listops"),
+])
+def test_dataset_options_and_generator_settings_are_checked_before_the_run(field, value, message):
+    from s5lra.train.config import ConfigError, TrainConfig, validate
+
+    cfg = TrainConfig()
+    if field == "options" and "min_freq" in value:
+        cfg.dataset.name = "text"
+    setattr(cfg.dataset, field, value)
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert message in str(err.value)
