@@ -65,14 +65,15 @@ class FakeJobEnvironment:
 
 def test_submitit_jobs_resume_and_join_jax_distributed(monkeypatch):
     from s5lra.train.config import TrainConfig
-    from s5lra.train.launch import SubmititJob
+    from s5lra.train.launch import JAX_PROCESS_VARIABLES, SubmititJob
 
-    for key in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
-        monkeypatch.delenv(key, raising=False)
+    for key in JAX_PROCESS_VARIABLES:  # left by a shell's manual launch (setenv: restored after the test)
+        monkeypatch.setenv(key, "1")
     single = SubmititJob(FakeJobEnvironment("slurm", 1)).prepare(TrainConfig())
     assert single.trainer.resume == "auto" and not single.trainer.distributed
     slurm = SubmititJob(FakeJobEnvironment("slurm", 16, global_rank=5)).prepare(TrainConfig())
-    assert slurm.trainer.distributed and "JAX_PROCESS_ID" not in os.environ  # JAX reads srun's variables
+    assert slurm.trainer.distributed  # JAX reads srun's variables; inherited ones would give every task id 1
+    assert not any(key in os.environ for key in JAX_PROCESS_VARIABLES)
     kept = TrainConfig()
     kept.trainer.resume = "/runs/a/checkpoints/last"
     assert SubmititJob(FakeJobEnvironment("slurm", 1)).prepare(kept).trainer.resume == kept.trainer.resume

@@ -17,11 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import tiny_overrides
+from helpers import REPO, tiny_overrides
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the cluster extra (requirements-extras.txt)")
 
-REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "experiments" / "cluster" / "local_slurm.sh"
 # What a CPU-only single node can give each job (the launcher's defaults ask for a GPU node).
 SLURM = ["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=0", "hydra.launcher.tasks_per_node=1",
@@ -67,7 +66,12 @@ def run_train(args, env=None, timeout=600, wait=True):
 
 
 def sweep(sweep_dir, *args, **kwargs):
-    return run_train(["-m", *SLURM, f"hydra.sweep.dir={sweep_dir}", *args], **kwargs)
+    try:
+        return run_train(["-m", *SLURM, f"hydra.sweep.dir={sweep_dir}", *args], **kwargs)
+    except subprocess.TimeoutExpired:  # say what the jobs were doing
+        queue = subprocess.run(["squeue", "-o", "%i %T %r %M"], capture_output=True, text=True).stdout
+        logs = "".join(f"--- {p}\n{p.read_text()[-2000:]}" for p in sorted(Path(sweep_dir).glob(".submitit/*/*_log.*")))
+        pytest.fail(f"the sweep did not end in time; squeue:\n{queue}\njob logs:\n{logs}", pytrace=False)
 
 
 def results(run_dir):

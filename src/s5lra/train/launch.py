@@ -36,6 +36,7 @@ SUBMITIT_LAUNCHERS = "hydra_plugins.hydra_submitit_launcher."
 # (an interrupted run, Ctrl-C, exits by itself: s5lra.train.loop).
 STOP_SWEEP_EXIT = 128 + signal.SIGTERM
 JAX_PORT_BASE, JAX_PORT_RANGE = 61440, 4096  # JAX's own SLURM default: 61440 + job id % 4096
+JAX_PROCESS_VARIABLES = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 
 
 # Config choices that need an optional extra (requirements-extras.txt), and the plugin that provides each.
@@ -148,6 +149,13 @@ class SubmititJob:
                 port = JAX_PORT_BASE + int(self.env.job_id) % JAX_PORT_RANGE
                 os.environ.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
                                   JAX_NUM_PROCESSES=str(self.env.num_tasks), JAX_PROCESS_ID=str(self.rank))
+            else:
+                # JAX reads srun's variables; values inherited from the submitting shell would override them
+                # (every task the same process id: no coordinator, and the job hangs in initialize())
+                stale = [key for key in JAX_PROCESS_VARIABLES if os.environ.pop(key, None) is not None]
+                if stale and self.rank == 0:
+                    log.warning("ignoring %s from the submitting environment: JAX takes the processes from %s",
+                                ", ".join(stale), self.env.cluster)
         return dataclasses.replace(cfg, trainer=dataclasses.replace(cfg.trainer, **changes))
 
     def record(self, run_dir: Path) -> None:
