@@ -6,7 +6,7 @@
 Seeds first_seed, first_seed + 1, ... are launched `parallel` at a time (one wave = one call of whichever launcher
 is configured: basic, hydra/launcher=local or slurm), until `learned` seeds have learned or `max_seeds` were
 tried. After each wave every job's outcome is read from its run directory's results.json
-(s5lra.train.stuck.outcome: learned, chance, stuck, failed, unfinished); a wave whose jobs all failed ends the
+(s5lra.stuck.outcome: learned, chance, stuck, failed, unfinished); a wave whose jobs all failed ends the
 sweep, since more seeds of a failing setting fail too. The tally goes to `<sweep dir>/seed_budget.json` after
 every wave. A wave always launches `parallel` seeds (fewer only at the end of the budget): a stuck seed stops
 early (trainer.stop_if_stuck), so an extra seed that learns costs a full run while waiting for another wave
@@ -113,7 +113,7 @@ class SeedBudgetSweeper(Sweeper):
         return fixed
 
     def sweep(self, arguments: List[str]) -> Any:
-        from s5lra.train.stuck import outcome
+        from s5lra.stuck import outcome
 
         fixed = self._fixed_overrides(arguments)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))

@@ -6,7 +6,8 @@ schedule (docs/stuck-seeds.md has the public reports and the reasoning behind th
 split's majority baseline by more than `margin` is stuck. The loop checks it at each evaluation; a stuck run saves
 checkpoints/last and ends with status `stuck` (continue it with the check off: trainer.resume=<run>/checkpoints
 trainer.stop_if_stuck=false). At the end of every run the same margin says whether it `learned`, which the
-seed-budget sweeper and the report count.
+seed-budget sweeper and the report count. (Beside s5lra.overrides, not under train/: the report and the sweeper
+plugin use it without importing JAX.)
 """
 
 from __future__ import annotations
