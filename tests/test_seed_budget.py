@@ -89,12 +89,14 @@ def test_waves_stop_once_enough_seeds_learned(tmp_path):
     assert tally["stop_reason"].startswith("2 of 4 seeds learned")
     assert sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
     assert "seed budget: 2 of 4 seeds learned" in proc.stderr + proc.stdout
+    assert "4 job(s): 3 completed, 1 stuck" in proc.stdout and proc.returncode == 0  # stuck is an outcome
 
 
 def test_a_wave_of_failures_ends_the_budget(tmp_path):
-    proc, waves, tally = scripted_sweep(tmp_path, {0: FAILED, 1: FAILED, 2: LEARNED}, "hydra.sweeper.learned=1",
-                                        "hydra.sweeper.max_seeds=3", "hydra.sweeper.parallel=2", "hydra.sweeper.first_seed=0")
-    assert waves == [[0, 1]], proc.stderr
+    proc, waves, tally = scripted_sweep(tmp_path, {5: FAILED, 6: FAILED, 7: LEARNED}, "hydra.sweeper.learned=1",
+                                        "hydra.sweeper.max_seeds=3", "hydra.sweeper.parallel=2",
+                                        "hydra.sweeper.first_seed=5")
+    assert waves == [[5, 6]], proc.stderr
     assert tally["stop_reason"].startswith("every job of the last wave failed")
     assert proc.returncode == 1  # the sweep summary: not every job completed
 

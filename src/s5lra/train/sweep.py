@@ -4,7 +4,9 @@ Hydra calls `SweepSummary.on_multirun_end` after the last job of a `-m` sweep, w
 (configs/hydra/callbacks/sweep_summary.yaml); `python -m s5lra.train.sweep SWEEP_DIR` prints the same summary
 at any time, e.g. while a SLURM array is still running. A job's status is its results.json's: completed,
 failed or diverged (with the error, s5lra.train.launch), preempted or interrupted (checkpoints/last saved; continue with
-trainer.resume=auto); a job directory without results.json is unfinished (still running, or killed).
+trainer.resume=auto), stuck (stopped at chance by trainer.stop_if_stuck: an outcome, like completed); a job that
+only estimated its cost (trainer.estimate=true) is `estimated`; a job directory without results.json is
+unfinished (still running, or killed).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-ORDER = ("completed", "failed", "diverged", "preempted", "interrupted", "unfinished")
+ORDER = ("completed", "stuck", "estimated", "failed", "diverged", "preempted", "interrupted", "unfinished")
+FINISHED = ("completed", "stuck", "estimated")  # outcomes; anything else makes the sweep exit 1
 
 
 @dataclass
@@ -42,7 +45,7 @@ def collect(sweep_dir: str | Path) -> list[Job]:
         try:
             results = json.loads((path / "results.json").read_text())
         except FileNotFoundError:
-            jobs.append(Job(path, "unfinished"))
+            jobs.append(Job(path, "estimated" if (path / "estimate.json").is_file() else "unfinished"))
             continue
         except ValueError as err:
             jobs.append(Job(path, "unfinished", error=f"results.json unreadable ({err})"))
@@ -62,8 +65,13 @@ def summary(jobs: list[Job], sweep_dir: str | Path) -> str:
     head = ", ".join(f"{counts[s]} {s}" for s in ranked)
     lines = [f"sweep {sweep_dir}: {len(jobs)} job(s): {head or 'none found'}"]
     for j in jobs:
-        if j.status == "completed":
+        if j.status in ("completed", "stuck"):
             detail = f"best val {_pct(j.best_val_accuracy)}%, test at best val {_pct(j.test_accuracy)}%"
+            if j.status == "stuck":
+                detail += (" (stopped at chance; to continue it: its .hydra/overrides.yaml plus "
+                           f"trainer.stop_if_stuck=false trainer.resume=auto hydra.run.dir={j.path})")
+        elif j.status == "estimated":
+            detail = f"cost estimate in {j.path / 'estimate.json'}"
         elif j.status in ("preempted", "interrupted"):
             detail = ("checkpoints/last saved; continue it with its .hydra/overrides.yaml plus "
                       f"trainer.resume=auto hydra.run.dir={j.path}")
@@ -74,11 +82,12 @@ def summary(jobs: list[Job], sweep_dir: str | Path) -> str:
 
 
 def all_completed(jobs: list[Job]) -> bool:
-    return bool(jobs) and all(j.status == "completed" for j in jobs)
+    """Every job finished with an outcome (FINISHED): completed, stuck, or estimated."""
+    return bool(jobs) and all(j.status in FINISHED for j in jobs)
 
 
 class SweepSummary(Callback):
-    """Print the summary after the sweep; exit status 1 unless every job completed."""
+    """Print the summary after the sweep; exit status 1 unless every job finished with an outcome."""
 
     def on_multirun_end(self, config, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
