@@ -6,6 +6,10 @@ directory and does not end the sweep, which ends with a summary. The return valu
 accuracy, is what `hparams_search=lra_optuna` maximises. The job itself: s5lra.train.launch.
 """
 
+import faulthandler
+import sys
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
@@ -22,4 +26,9 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    from s5lra.train.launch import check_command_line
+
+    faulthandler.enable()  # a fatal signal (e.g. SIGBUS from a data file cut short under the run) says where
+    if problem := check_command_line(sys.argv[1:], Path(__file__).parent / "configs"):
+        sys.exit(f"error: {problem}")
     main()

@@ -47,7 +47,8 @@ def test_run_directory_contents(cli_run):
     test_at_best = [e for e in events(cli_run, "test") if e["step"] == best["step"]][0]
     assert results["test_accuracy"] == test_at_best["accuracy"]
     assert sorted(p.name for p in (cli_run / "checkpoints").iterdir()) == ["best", "last"]
-    assert [p.name for p in (cli_run / "checkpoints" / "last").iterdir()] == ["16"]
+    assert sorted(int(p.name) for p in (cli_run / "checkpoints" / "last").iterdir()) == [8, 16]  # the two newest
+    assert results["last_checkpoint"] == "checkpoints/last/16" and results["last_saved"]
 
 
 def test_wandb_offline_run_contents(cli_run):
@@ -141,8 +142,7 @@ def test_sigterm_saves_and_exits_cleanly_then_resumes(listops_root, tmp_path):
     assert returncode == 0, stderr[-3000:]
     results = json.loads((run_dir / "results.json").read_text())
     assert results["status"] == "preempted" and results["steps"] >= 3
-    saved = [int(p.name) for p in (run_dir / "checkpoints" / "last").iterdir()]
-    assert saved == [results["steps"]]
+    assert results["last_checkpoint"] == f"checkpoints/last/{results['steps']}" and results["last_saved"]
     again = run_inprocess(run_dir, tiny_overrides(listops_root, "trainer.epochs=500", "trainer.resume=auto",
                                                   f"trainer.max_steps={results['steps'] + 2}"))
     assert again["steps"] == results["steps"] + 2 and again["status"] == "completed"

@@ -122,16 +122,20 @@ def test_sigint_saves_and_exits_130(listops_root, tmp_path):
     assert returncode == 130, stderr[-3000:]
     results = json.loads((run_dir / "results.json").read_text())
     assert results["status"] == "interrupted" and results["epochs"] == results["steps"] / 8
-    assert [int(p.name) for p in (run_dir / "checkpoints" / "last").iterdir()] == [results["steps"]]
+    assert results["last_checkpoint"] == f"checkpoints/last/{results['steps']}" and results["last_saved"]
+    assert (run_dir / results["last_checkpoint"] / "state.npz").exists()
 
 
 def test_the_log_says_what_the_run_uses_and_why_it_failed(listops_root, tmp_path):
-    proc = run_cli("run_train.py", tiny_overrides(listops_root, "trainer.max_steps=2", f"hydra.run.dir={tmp_path}"))
+    proc = run_cli("run_train.py", tiny_overrides(listops_root, "trainer.max_steps=2", f"hydra.run.dir={tmp_path}",
+                                                  "trainer.progress=true"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = (tmp_path / "run_train.log").read_text()
     for words in ("devices: 4 x cpu", "parameters", "task listops: train 64 / val 12 / test 20 examples",
-                  "data cache", f"run directory: {tmp_path}", "metrics: "):
+                  "data cache", f"run directory: {tmp_path}", "metrics: ", "step 2/2 (epoch 0.25): loss ",
+                  "demo: completed; test accuracy at best validation"):
         assert words in log, words
+    assert "\r" not in log and "it/s" not in proc.stderr  # not a terminal: log lines instead of a progress bar
     failed = tmp_path / "failed"
     proc = run_cli("run_train.py", [*tiny_overrides(tmp_path / "no_data", f"hydra.run.dir={failed}"),
                                     "dataset.generate=null"])
@@ -146,16 +150,19 @@ def tiny_state(step):
     return jax.device_put(state, replicated(make_mesh()))
 
 
-def test_a_checkpoint_round_trips_every_leaf_and_keeps_one_step(tmp_path):
+def test_a_checkpoint_round_trips_every_leaf_and_keeps_the_newest_saves(tmp_path):
+    """`last` keeps its two newest saves and `best` one; newest means last written, not the highest step."""
     ckpts = checkpoint.Checkpoints(tmp_path / "checkpoints")
-    ckpts.save("last", tiny_state(3), {"best_val_accuracy": 0.5})
-    ckpts.save("last", tiny_state(7), {"best_val_accuracy": 0.75})
-    assert [p.name for p in (tmp_path / "checkpoints" / "last").iterdir()] == ["7"]  # no temporary folder left
-    assert ckpts.latest("last") == tmp_path / "checkpoints" / "last" / "7" and ckpts.latest("best") is None
+    for step, acc in ((3, 0.5), (7, 0.75), (5, 0.25)):
+        ckpts.save("last", tiny_state(step), {"best_val_accuracy": acc})
+        ckpts.save("best", tiny_state(step), {"best_val_accuracy": acc})
+    assert sorted(p.name for p in (tmp_path / "checkpoints" / "last").iterdir()) == ["5", "7"]  # no temporaries
+    assert [p.name for p in (tmp_path / "checkpoints" / "best").iterdir()] == ["5"]
+    assert ckpts.latest("last") == tmp_path / "checkpoints" / "last" / "5"
     target = tiny_state(0)
     restored, record = checkpoint.restore(tmp_path / "checkpoints", target)
-    assert record["best_val_accuracy"] == 0.75 and record["step"] == 7
-    for got, want, like in zip(jax.tree.leaves(restored), jax.tree.leaves(tiny_state(7)), jax.tree.leaves(target)):
+    assert record["best_val_accuracy"] == 0.25 and record["step"] == 5
+    for got, want, like in zip(jax.tree.leaves(restored), jax.tree.leaves(tiny_state(5)), jax.tree.leaves(target)):
         assert got.dtype == want.dtype and got.sharding == like.sharding
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
@@ -168,3 +175,16 @@ def test_an_unreadable_checkpoint_names_its_file(tmp_path):
     (tmp_path / "last" / "2" / "record.json").write_text("{")
     with pytest.raises(checkpoint.CheckpointError, match=r"last/2/record\.json"):
         checkpoint.read_record(tmp_path / "last")
+
+
+def test_a_run_resumed_from_another_runs_checkpoint_is_a_new_wandb_run(listops_root, tmp_path):
+    wandb = ["logger=wandb", "logger.mode=offline"]
+    source = tmp_path / "source"
+    run(source, tiny_overrides(listops_root, *wandb, "trainer.max_steps=2"))
+    results = run(tmp_path / "new", tiny_overrides(listops_root, *wandb, "trainer.max_steps=4",
+                                                   f"trainer.resume={source / 'checkpoints'}"))
+    run_id = lambda d: {p.name.rsplit("-", 1)[1] for p in (d / "wandb").glob("offline-run-*")}  # noqa: E731
+    assert len(run_id(source)) == len(run_id(tmp_path / "new")) == 1 and run_id(source) != run_id(tmp_path / "new")
+    assert results["resumed_from"] == str(source / "checkpoints" / "last" / "2") and results["steps"] == 4
+    assert checkpoint.read_record(tmp_path / "new" / "checkpoints")["wandb_run_id"] == run_id(tmp_path / "new").pop()
+    assert [e["step"] for e in events(tmp_path / "new", "train")] == [3, 4]  # its own metrics from the branch point

@@ -23,6 +23,13 @@ def temporary_sibling(path: Path, tag: str = "tmp") -> Path:
     return path.with_name(f".{path.name}.{tag}-{uuid.uuid4().hex[:8]}")
 
 
+def temporaries(folder: Path) -> list[Path]:
+    """The temporary siblings that killed writers left in `folder` (nothing else could remove them)."""
+    if not folder.is_dir():
+        return []
+    return [p for p in folder.iterdir() if p.name.startswith(".") and (".tmp-" in p.name or ".old-" in p.name)]
+
+
 def remove(path: Path) -> None:
     """Delete a file or a folder tree; nothing if it is not there."""
     path = Path(path)

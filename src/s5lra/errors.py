@@ -35,7 +35,11 @@ class TrainingDiverged(RuntimeError):
 
 
 class RunDirectoryError(RuntimeError):
-    """The run directory already holds another run (or cannot be used)."""
+    """The run directory already holds another run, is in use, or cannot be used."""
+
+
+class StorageError(OSError):
+    """Writing a run's files failed (a full disk, a missing or read-only folder); the message names the path."""
 
 
 def check_choice(name: str, value, choices) -> None:
@@ -44,7 +48,8 @@ def check_choice(name: str, value, choices) -> None:
         raise InvalidSetting(name, value, f"expected one of {list(choices)}")
 
 
-USER_ERRORS = (ConfigError, InvalidSetting, DataError, CheckpointError, TrainingDiverged, RunDirectoryError)
+USER_ERRORS = (ConfigError, InvalidSetting, DataError, CheckpointError, TrainingDiverged, RunDirectoryError,
+               StorageError)
 
 
 @contextlib.contextmanager

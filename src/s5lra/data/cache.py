@@ -10,7 +10,10 @@ Content hashes (SHA-256 of the bytes) are computed once, at build time, for file
 the task says its folders are too big to read twice (Pathfinder's images: their listing stands in for them).
 Builds happen in a temporary sibling folder renamed into place only when complete (`atomic.building`), so a
 failed or interrupted build leaves nothing behind that could be mistaken for a cache. Reads are
-memory-mapped (Path-X is 3.3 GB).
+memory-mapped (Path-X is 3.3 GB). Before mapping, every array file is checked against its own .npy header (a
+truncated file would kill the process with SIGBUS on first touch) and against what meta.json recorded when the
+cache was built (shape, dtype, size, a CRC of sampled blocks: cheap, not a full read); a damaged cache is
+rebuilt from the sources with one log line.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -30,6 +34,7 @@ from s5lra.errors import DataError
 # 2: content hashes and truncation counts in meta.json; Pathfinder splits assigned by path, not by position
 FORMAT_VERSION = 2
 HASH_BLOCK = 1 << 20
+SAMPLE_BLOCKS, SAMPLE_BYTES = 32, 1 << 16  # the cheap array checksum: CRC-32 of 32 evenly spaced 64 KiB blocks
 CONTENT_KEY = "sha256"  # the one field of a source entry that is not re-checked on load
 
 
@@ -141,6 +146,47 @@ def _open(folder: Path, meta: dict) -> dict[str, np.ndarray]:
     return {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in meta["arrays"]}
 
 
+def _sample_crc(path: Path, size: int) -> int:
+    """CRC-32 of SAMPLE_BLOCKS blocks spread evenly over the file (all of it when it is small)."""
+    crc = 0
+    with open(path, "rb") as f:
+        if size <= SAMPLE_BLOCKS * SAMPLE_BYTES:
+            return zlib.crc32(f.read())
+        for i in range(SAMPLE_BLOCKS):
+            f.seek((size - SAMPLE_BYTES) * i // (SAMPLE_BLOCKS - 1))
+            crc = zlib.crc32(f.read(SAMPLE_BYTES), crc)
+    return crc
+
+
+def _array_file(path: Path) -> dict:
+    """What an array file is: its header's shape and dtype, its size, its sampled CRC. Raises ValueError when
+    the file is shorter or longer than its header says."""
+    with open(path, "rb") as f:
+        fmt = np.lib.format
+        read_header = fmt.read_array_header_1_0 if fmt.read_magic(f) == (1, 0) else fmt.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+        expected = f.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    size = path.stat().st_size
+    if size != expected:
+        raise ValueError(f"{path.name} has {size:,} bytes, its header says {expected:,}")
+    return {"shape": list(shape), "dtype": dtype.str, "bytes": size, "sample_crc32": _sample_crc(path, size)}
+
+
+def _damage(folder: Path, meta: dict) -> str | None:
+    """Why the cache's arrays cannot be used (None: they can)."""
+    recorded = meta.get("array_files", {})  # caches built before these records: the header checks alone
+    for name in meta["arrays"]:
+        path = folder / f"{name}.npy"
+        try:
+            found = _array_file(path)
+        except (OSError, ValueError) as err:
+            return f"{path}: {err}"
+        if name in recorded and recorded[name] != found:
+            diff = [k for k in found if found[k] != recorded[name].get(k)]
+            return f"{path}: {', '.join(diff)} differ from meta.json"
+    return None
+
+
 def load_or_build(
     cache_root: Path,
     task: str,
@@ -158,17 +204,21 @@ def load_or_build(
     folder = cache_root / f"{task}-{settings_key(task, settings)}"
     signature = source_signature(data_root, sources)
     meta = _read_meta(folder)
-    if meta is not None and not rebuild and _checked(meta.get("sources", [])) == signature:
+    fresh = meta is not None and not rebuild and _checked(meta.get("sources", [])) == signature
+    damage = _damage(folder, meta) if fresh else None
+    if fresh and damage is None:
         log.info("data cache hit: %s", folder)
         return folder, meta, _open(folder, meta)
 
-    log.info("data cache: building %s (%s)", folder,
-             "rebuild asked" if rebuild else "first use" if meta is None else "its sources changed")
+    why = ("rebuild asked" if rebuild else "first use" if meta is None else
+           f"it is damaged: {damage}" if damage else "its sources changed")
+    log.log(logging.WARNING if damage else logging.INFO, "data cache: building %s (%s)", folder, why)
     with building(folder) as tmp:
         writer = ArrayWriter(tmp)
         described = build(writer)
         meta = {"format": FORMAT_VERSION, "task": task, "settings": settings,
                 "sources": with_content_hashes(data_root, signature, hash_folders), "arrays": writer.names,
+                "array_files": {name: _array_file(writer.folder / f"{name}.npy") for name in writer.names},
                 **described}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
     return folder, meta, _open(folder, meta)

@@ -233,6 +233,10 @@ def validate(cfg: TrainConfig) -> None:
                 ("optimizer", lambda: _check_optimizer(cfg.optimizer)),
                 ("scheduler", lambda: _check_scheduler(cfg.scheduler)),
                 ("trainer", lambda: _check_trainer(cfg.trainer)), ("logger", lambda: _check_logger(cfg.logger))]
+    if not isinstance(cfg.seed, int) or not 0 <= cfg.seed < 2**32:
+        raise ConfigError(f"seed={cfg.seed!r}: must be an integer in [0, 2**32) (it seeds NumPy's and JAX's generators)")
+    if not cfg.name:
+        raise ConfigError("name='': the experiment needs a name (it names the output folder)")
     for prefix, check in sections:
         try:
             check()

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from s5lra.errors import ConfigError, InvalidSetting, check_choice
 from s5lra.ssm.selfcheck import resolve_scan
 from s5lra.train import checkpoint
-from s5lra.train.config import EvalConfig, TrainConfig
+from s5lra.train.config import EvalConfig, TrainConfig, validate
 from s5lra.train.data import check_data, open_task
 from s5lra.atomic import write_json
 from s5lra.train.sharding import check_batch_size, make_mesh, prefetch_to_device
@@ -30,7 +30,10 @@ def load_run_config(run_dir: str | Path, data_dir: str | None = None) -> TrainCo
     path = Path(run_dir) / ".hydra" / "config.yaml"
     if not path.exists():
         raise ConfigError(f"run_dir={run_dir}: no {path}; point run_dir at a training run's output folder")
-    conf = OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.load(path))
+    try:
+        conf = OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.load(path))
+    except Exception as err:  # YAML or schema errors of a damaged or foreign file
+        raise ConfigError(f"run_dir={run_dir}: {path} is not a run config of this version: {err}") from None
     if data_dir is not None:  # the saved paths are absolute: move the dataset root along with the data dir
         old = Path(conf.paths.data_dir)
         root = Path(conf.dataset.root)
@@ -40,25 +43,33 @@ def load_run_config(run_dir: str | Path, data_dir: str | None = None) -> TrainCo
     return OmegaConf.to_object(conf)
 
 
-def evaluate_run(ecfg: EvalConfig) -> dict:
-    """Restore `ecfg.checkpoint` of the run, evaluate `ecfg.split`, write and return the metrics."""
-    run_dir = Path(ecfg.run_dir).absolute()
+def check(ecfg: EvalConfig) -> None:
+    """The evaluation's own settings; the run's config (with the model overrides) goes through `validate`."""
     try:
         check_choice("split", ecfg.split, SPLITS)
         check_choice("checkpoint", ecfg.checkpoint, checkpoint.KINDS)
+        if ecfg.batch_size is not None and ecfg.batch_size <= 0:
+            raise InvalidSetting("batch_size", ecfg.batch_size, "must be positive (or null: the run's)")
     except InvalidSetting as err:
         raise ConfigError(str(err)) from None
+
+
+def evaluate_run(ecfg: EvalConfig) -> dict:
+    """Restore `ecfg.checkpoint` of the run, evaluate `ecfg.split`, write and return the metrics."""
+    check(ecfg)
+    run_dir = Path(ecfg.run_dir).absolute()
     cfg = load_run_config(run_dir, ecfg.data_dir)
     cfg = dataclasses.replace(cfg, dataset=dataclasses.replace(cfg.dataset, generate=None))  # never generate here
     changed = {k: v for k, v in dataclasses.asdict(ecfg.model.ssm).items() if v is not None}
     cfg.model.ssm = dataclasses.replace(cfg.model.ssm, **changed)
+    validate(cfg)
     mesh = make_mesh()
-    resolve_scan(cfg.model.ssm.scan)  # on a GPU, `auto` runs the kernel's self-check once, here
     batch_size = ecfg.batch_size or cfg.trainer.eval_batch_size or cfg.trainer.batch_size
     check_batch_size(batch_size, mesh, "batch_size")
+    resolve_scan(cfg.model.ssm.scan)  # on a GPU, `auto` runs the kernel's self-check once, here
 
     path = checkpoint.resolve(run_dir / "checkpoints" / ecfg.checkpoint)
-    saved = checkpoint.read_record(path)
+    saved = checkpoint.verify(path)
     data = open_task(cfg.dataset, vocab=saved["data"]["vocab"])
     check_data(saved["data"], data, ecfg.allow_data_change, f"run_dir={run_dir}")
     model, tx, _ = build(cfg, data.spec, data.steps_per_epoch(cfg.trainer.batch_size))

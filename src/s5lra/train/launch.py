@@ -2,8 +2,9 @@
 
 - It returns the run's best validation accuracy: the objective of `hparams_search=lra_optuna` (None when the run
   did not complete).
-- In a sweep a failing job records `status: failed`, its error and traceback in its results.json and returns, so
-  the other jobs still run; s5lra.train.sweep summarises the sweep at its end. A single run fails as before:
+- In a sweep a failing job's results.json says `failed` (or `diverged`) with its error and traceback (the run
+  records that itself; a job that fails before its run starts, e.g. on a bad value, gets it here), and the job
+  returns, so the other jobs still run; s5lra.train.sweep summarises the sweep at its end. A single run fails as before:
   `error: <message>` and exit status 1 for the project's own errors, a traceback for anything else.
 - Under submitit (hydra/launcher=slurm|local) every job runs with trainer.resume=auto, so a requeued job
   continues its own run directory; a job of several ranks joins jax.distributed (SLURM: JAX reads srun's
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import signal
@@ -26,8 +26,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from s5lra.errors import USER_ERRORS, RunDirectoryError, TrainingDiverged, errors_to_exit
+from s5lra.errors import USER_ERRORS, RunDirectoryError, errors_to_exit
 from s5lra.atomic import write_json
+from s5lra.train.rundir import read_results
 
 log = logging.getLogger("s5lra")
 SUBMITIT_LAUNCHERS = "hydra_plugins.hydra_submitit_launcher."
@@ -35,6 +36,38 @@ SUBMITIT_LAUNCHERS = "hydra_plugins.hydra_submitit_launcher."
 # (an interrupted run, Ctrl-C, exits by itself: s5lra.train.loop).
 STOP_SWEEP_EXIT = 128 + signal.SIGTERM
 JAX_PORT_BASE, JAX_PORT_RANGE = 61440, 4096  # JAX's own SLURM default: 61440 + job id % 4096
+
+
+# Config choices that need an optional extra (requirements-extras.txt), and the plugin that provides each.
+EXTRAS = {"hydra/launcher=slurm": "hydra_plugins.hydra_submitit_launcher",
+          "hydra/launcher=local": "hydra_plugins.hydra_submitit_launcher",
+          "hparams_search=lra_optuna": "hydra_plugins.hydra_optuna_sweeper"}
+
+
+def check_command_line(argv: list[str], configs: Path) -> str | None:
+    """What Hydra would report unhelpfully, said in one line (None: nothing): an experiment that does not exist
+    (Hydra lists only the top folder's), a launcher or search whose optional extra is not installed."""
+    for arg in argv:
+        choice = arg.lstrip("+")
+        if choice in EXTRAS and not _installed(EXTRAS[choice]):
+            return f"{choice} needs the optional extras: make install-extras (or pip install -e '.[cluster,search]')"
+        key, _, value = choice.partition("=")
+        if key == "experiment" and "(" not in value and not any(a.startswith("hydra.searchpath") for a in argv):
+            folder = configs / "experiment"
+            known = sorted(str(p.relative_to(folder).with_suffix("")) for p in folder.rglob("*.yaml"))
+            missing = [v for v in value.split(",") if v not in known]
+            if missing:
+                return f"experiment={missing[0]}: no such experiment; available: {', '.join(known)}"
+    return None
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its parent package is missing
+        return False
 
 
 def run_job(cfg: DictConfig) -> float | None:
@@ -73,20 +106,13 @@ def run_job(cfg: DictConfig) -> float | None:
     return results.get("best_val_accuracy") if status == "completed" else None
 
 
-def read_results(run_dir: Path) -> dict:
-    try:
-        return json.loads((run_dir / "results.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def record_failure(run_dir: Path, err: BaseException) -> None:
-    """results.json says `failed` (`diverged` for a non-finite loss), with the error; what the run recorded
-    before (its results so far, an earlier allocation's) stays."""
+    """A sweep job that failed before its run started (e.g. a bad value): results.json says `failed`, with the
+    error. A run that started records its own ending (s5lra.train.loop); returns whether this wrote one."""
+    if (run_dir / "results.json").exists():
+        return False
     run_dir.mkdir(parents=True, exist_ok=True)
-    status = "diverged" if isinstance(err, TrainingDiverged) else "failed"
-    write_json(run_dir / "results.json", {**read_results(run_dir), "status": status,
-                                          "error": f"{type(err).__name__}: {err}",
+    write_json(run_dir / "results.json", {"status": "failed", "error": f"{type(err).__name__}: {err}",
                                           "traceback": traceback.format_exc()})
 
 

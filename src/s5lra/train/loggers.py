@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 
 from s5lra.atomic import write_text
-from s5lra.errors import ConfigError
+from s5lra.errors import ConfigError, StorageError
 
 WANDB_MODES = ("online", "offline", "disabled")
 BACKENDS = ("wandb", "none")
@@ -52,8 +52,11 @@ class MetricsFile:
         write_text(self.path, "".join(line + "\n" for line in keep))
 
     def write(self, event: dict) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps(event) + "\n")
+        try:
+            with self.path.open("a") as f:
+                f.write(json.dumps(event) + "\n")
+        except OSError as err:
+            raise StorageError(f"cannot write {self.path}: {err.strerror or err}") from err
 
 
 class RunLogger:
