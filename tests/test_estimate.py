@@ -42,7 +42,7 @@ def test_every_paper_config_without_its_data(task, tmp_path):
     assert e["slurm"]["timeout_min_one_allocation"] >= e["run_s"] / 60
     written = json.loads((tmp_path / "run" / est.FILE).read_text())
     assert written["total_steps"] == e["total_steps"] and sorted(p.name for p in (tmp_path / "run").iterdir()) == \
-        [est.FILE]  # no checkpoint, no metrics, no W&B
+        [".hydra", est.FILE]  # no checkpoint, no metrics, no W&B
 
 
 def test_schedule_arithmetic_against_a_real_run(tmp_path, capsys):

@@ -122,3 +122,26 @@ def test_budget_rule_spends_at_most_max_seeds():
         SeedBudget(learned=4, max_seeds=3, parallel=1)
     with pytest.raises(HydraException, match="parallel=0"):
         SeedBudget(learned=1, max_seeds=3, parallel=0)
+
+
+@pytest.mark.slow  # three training processes in two waves: about 25 s
+@pytest.mark.usefixtures("shared_compilation_cache")
+def test_for_real_with_the_local_launcher(listops_root, tmp_path):
+    """Tiny runs as submitit-local jobs, a margin no accuracy can clear: every seed stops stuck after its first
+    epoch, two per wave, until the budget of three is spent."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the cluster extra (requirements-extras.txt)")
+    from test_cluster import run_train, tiny
+
+    sweep = tmp_path / "sweep"
+    proc = run_train(["-m", "hydra/sweeper=seed_budget", "hydra/launcher=local", f"hydra.sweep.dir={sweep}",
+                      *tiny(listops_root), "trainer.stop_if_stuck=true", "trainer.stuck_after_epochs=1",
+                      "trainer.stuck_margin=0.99", "hydra.sweeper.learned=1", "hydra.sweeper.max_seeds=3",
+                      "hydra.sweeper.parallel=2"])
+    tally = json.loads((sweep / "seed_budget.json").read_text())
+    assert [(s["seed"], s["outcome"]) for s in tally["seeds"]] == [(0, "stuck"), (1, "stuck"), (2, "stuck")], \
+        proc.stdout[-3000:]
+    assert tally["stop_reason"] == "budget spent: 3 seeds tried, 0 learned (target 1)"
+    for seed in range(3):
+        results = json.loads((sweep / str(seed) / "results.json").read_text())
+        assert (results["seed"], results["status"], results["steps"]) == (seed, "stuck", 8)
+    assert proc.returncode == 0 and "3 job(s): 3 stuck" in proc.stdout

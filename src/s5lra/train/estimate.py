@@ -1,6 +1,7 @@
 """A run's cost before it runs (`trainer.estimate=true`): time per step, epoch and schedule, memory, SLURM limits.
 
-The same set-up as training (data, model, optimizer, state, the compiled steps on the real devices), then:
+The same set-up as training (s5lra.train.loop.set_up: data, model, optimizer, state, the steps on the real
+devices), then:
 compile the train and eval steps (timed), read XLA's memory analysis of the compiled train step, run
 WARMUP_STEPS untimed and `trainer.estimate_steps` timed training steps on the task's own batches (through the
 loop's prefetch, so the host's share is in the figure), and one timed evaluation batch. From these and the
@@ -30,10 +31,12 @@ from s5lra.atomic import write_json
 from s5lra.data.tasks import Split, TaskData, TaskSpec
 from s5lra.errors import DataError
 from s5lra.model import count_params
+from s5lra.train import rundir
 from s5lra.train.config import TrainConfig, validate
 from s5lra.train.data import TaskBatches, open_task
-from s5lra.train.sharding import check_batch_size, make_mesh, prefetch_to_device
-from s5lra.train.steps import build, create_train_state, make_eval_step, make_train_step
+from s5lra.train.loop import set_up
+from s5lra.train.sharding import initialize_distributed, prefetch_to_device
+from s5lra.train.steps import build, make_eval_step, make_train_step
 
 log = logging.getLogger("s5lra")
 
@@ -138,12 +141,11 @@ def estimate(cfg: TrainConfig, run_dir: str | Path, *, allocation: Allocation = 
     """Measure and extrapolate as the module docstring says; returns what estimate.json holds."""
     started = time.perf_counter()
     validate(cfg)
+    cfg = rundir.with_absolute_paths(cfg)
     tcfg = cfg.trainer
     run_dir = Path(run_dir).absolute()
-    mesh = make_mesh()
-    eval_batch = tcfg.eval_batch_size or tcfg.batch_size
-    check_batch_size(tcfg.batch_size, mesh)
-    check_batch_size(eval_batch, mesh, "trainer.eval_batch_size")
+    if tcfg.distributed:
+        initialize_distributed()
     try:
         data, source = open_task(cfg.dataset), "the task's data"
     except DataError as err:
@@ -151,20 +153,18 @@ def estimate(cfg: TrainConfig, run_dir: str | Path, *, allocation: Allocation = 
                     "split sizes instead", err)
         data, source = synthetic_task(cfg.dataset.name, cfg.dataset.max_len), "synthetic (LRA release sizes)"
     sizes = {s: len(data.task.splits[s]) for s in ("train", "val", "test")}
-    steps_per_epoch = data.steps_per_epoch(tcfg.batch_size)
-    if steps_per_epoch == 0:
+    if sizes["train"] < tcfg.batch_size:
         raise DataError(f"the training split has {sizes['train']} examples, fewer than one batch of "
                         f"{tcfg.batch_size} (trainer.batch_size)")
-    total_steps = steps_per_epoch * tcfg.epochs if tcfg.max_steps is None else min(steps_per_epoch * tcfg.epochs,
-                                                                                    tcfg.max_steps)
-    model, tx, schedules = build(cfg, data.spec, steps_per_epoch)
-    state = create_train_state(model, tx, data.example(), cfg.seed, mesh)
+    setup = set_up(cfg, data=data)
+    state, mesh, model, steps_per_epoch = setup.state, setup.mesh, setup.model, setup.steps_per_epoch
+    eval_batch, total_steps = setup.eval_batch, setup.total_steps
     batches = prefetch_to_device(data.train_batches_from(tcfg.batch_size, cfg.seed, 0), mesh)
     batch = next(batches)
     setup_s = time.perf_counter() - started
 
     capacity, capacity_source = device_capacity()
-    train_step, compile_s = _timed(lambda: make_train_step(model, tx, mesh, schedules).lower(state, batch).compile())
+    train_step, compile_s = _timed(lambda: setup.train_step.lower(state, batch).compile())
     memory = _memory(train_step)
     fits = memory["peak_bytes"] is None or capacity is None or memory["peak_bytes"] <= capacity
     remat = None
@@ -191,8 +191,8 @@ def estimate(cfg: TrainConfig, run_dir: str | Path, *, allocation: Allocation = 
         step_s = (time.perf_counter() - tic) / tcfg.estimate_steps
         eval_host = next(iter(data.eval_batches("val", eval_batch)))
         (eval_device,) = prefetch_to_device([eval_host], mesh)
-        eval_step, eval_compile_s = _timed(lambda: make_eval_step(model, mesh).lower(
-            state.params, state.batch_stats, eval_device).compile())
+        eval_step, eval_compile_s = _timed(lambda: (setup.eval_step if model is setup.model else make_eval_step(
+            model, mesh)).lower(state.params, state.batch_stats, eval_device).compile())
         jax.block_until_ready(eval_step(state.params, state.batch_stats, eval_device))  # untimed first call
         _, eval_s = _timed(lambda: jax.block_until_ready(eval_step(state.params, state.batch_stats, eval_device)))
     del batches
@@ -203,7 +203,7 @@ def estimate(cfg: TrainConfig, run_dir: str | Path, *, allocation: Allocation = 
     out = {
         "name": cfg.name, "task": cfg.dataset.name, "overrides": list(overrides or []), "data": source,
         "split_sizes": sizes, "batch_size": tcfg.batch_size, "eval_batch_size": eval_batch,
-        "n_devices": jax.device_count(), "n_processes": jax.process_count(),
+        "n_devices": jax.device_count(), "n_processes": jax.process_count(), "scan": setup.scan,
         "device_kind": jax.devices()[0].device_kind, "n_params": count_params(state.params),
         "setup_s": setup_s, "compile_s": compile_s, "eval_compile_s": eval_compile_s,
         "warmup_steps": WARMUP_STEPS, "timed_steps": tcfg.estimate_steps if timed_variant else 0,
@@ -217,7 +217,7 @@ def estimate(cfg: TrainConfig, run_dir: str | Path, *, allocation: Allocation = 
     }
     out.update(_extrapolate(out, allocation))
     if jax.process_index() == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        rundir.write_config(run_dir, cfg, list(overrides or []))
         write_json(run_dir / FILE, out)
         for line in table(out):
             log.info("%s", line)
