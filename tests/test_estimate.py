@@ -82,3 +82,16 @@ def test_a_step_that_does_not_fit_suggests_remat(tmp_path, monkeypatch):
     assert e["step_s"] > 0
     lines = est.table(e)
     assert any("DOES NOT FIT" in line for line in lines) and any("add model.remat=true" in line for line in lines)
+
+
+def test_run_train_estimates_and_trains_nothing(listops_root, tmp_path):
+    from helpers import run_cli
+
+    run_dir = tmp_path / "run"
+    proc = run_cli("run_train.py", [*tiny_overrides(listops_root), "logger=wandb", "logger.mode=offline",
+                                    "trainer.estimate=true", "trainer.estimate_steps=2", f"hydra.run.dir={run_dir}"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.name for p in run_dir.iterdir()) == [".hydra", est.FILE, "run_train.log"]  # no W&B, no checkpoint
+    e = json.loads((run_dir / est.FILE).read_text())
+    assert e["timed_steps"] == 2 and e["steps_per_epoch"] == 8 and e["slurm"]["timeout_min"] == 1440
+    assert "training step" in proc.stderr + proc.stdout and "SLURM" in (run_dir / "run_train.log").read_text()

@@ -31,7 +31,7 @@ from s5lra.atomic import write_json
 from s5lra.data.tasks import Split, TaskData, TaskSpec
 from s5lra.errors import DataError
 from s5lra.model import count_params
-from s5lra.train import rundir
+from s5lra.train import checkpoint, rundir
 from s5lra.train.config import TrainConfig, validate
 from s5lra.train.data import TaskBatches, open_task
 from s5lra.train.loop import set_up
@@ -294,6 +294,7 @@ def table(e: dict) -> list[str]:
                        else ""))
         rows.append(("SLURM", f"hydra.launcher.timeout_min={s['timeout_min_one_allocation']} for one allocation; "
                               f"at timeout_min={s['timeout_min']}: {requeues}"))
-    rows.append(("checkpoint", f"{e['checkpoint_bytes'] / 2**20:.1f} MiB per save (checkpoints/last + best: "
-                               f"{2 * e['checkpoint_bytes'] / 2**20:.1f} MiB)"))
+    saves = sum(checkpoint.KEEP.values())
+    rows.append(("checkpoint", f"{e['checkpoint_bytes'] / 2**20:.1f} MiB per save; {saves} kept (checkpoints/last "
+                               f"and best): {saves * e['checkpoint_bytes'] / 2**20:.1f} MiB"))
     return [rows[0]] + [f"  {k:<22} {v}" for k, v in rows[1:]]
