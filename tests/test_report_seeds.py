@@ -3,6 +3,7 @@ the learned-only mean is apart; estimate-only directories are not runs."""
 
 import json
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +20,13 @@ def set_results(path, **changes):
     return path
 
 
-def test_mixed_run_folders_are_counted_by_outcome(tmp_path):
+def test_mixed_run_folders_are_counted_by_outcome(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    saved = {}
+    save = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, path, **kw: (saved.__setitem__(Path(path).name, fig),
+                                                                    save(fig, path, **kw)))
     runs = tmp_path / "sweep"
     # Path-X seeds: two learned, two stopped at chance, one completed at chance, one failed, one diverged,
     # one preempted before its first evaluation; majority baseline 0.5, so learned means best val > 0.55
@@ -59,6 +66,9 @@ def test_mixed_run_folders_are_counted_by_outcome(tmp_path):
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())["groups"][0]
     assert summary["counts"]["stuck"] == 2 and summary["n_learned"] == 2
     assert (tmp_path / "out" / "curves_lra_pathx.png").stat().st_size > 0
+    labels = [t.get_text() for t in saved["curves_lra_pathx.png"].legends[0].get_texts()]
+    assert "seed 2 (stuck) val" in labels and "seed 3 (stuck) test" in labels and "seed 0 val" in labels
+    assert "learned above (55.0%: majority + margin)" in labels
 
 
 def test_outcomes_of_results_files():

@@ -275,7 +275,8 @@ def table(e: dict) -> list[str]:
             "fits; timed with it — add model.remat=true" if r["fits"] else "does not fit either: lower "
             "trainer.batch_size or use more devices")))
     if e["step_s"] is None:
-        rows.append(("timing", "not run: the step does not fit the device"))
+        rows.append(("timing", "not run: the step does not fit the device" + (
+            "" if e["remat"] else "; lower trainer.batch_size or use more devices")))
     else:
         rows += [
             ("training step", f"{1e3 * e['step_s']:.1f} ms ({e['timed_steps']} timed after {e['warmup_steps']} "
