@@ -1,9 +1,10 @@
 """Pull W&B runs into run directories that `python -m s5lra.report` reads.
 
     python experiments/wandb_pull.py ENTITY/PROJECT [--out experiments/wandb_runs] [--group G] [--tag T]
-    python experiments/wandb_pull.py --offline PATH...   # local offline runs (wandb/offline-run-*), no network;
-                                                         # the folders of one resumed run become one run
     python -m s5lra.report experiments/wandb_runs --out experiments/results
+
+For runs on W&B only: a local run, offline or online, already has its run directory (metrics.jsonl and
+results.json hold what it sent to W&B), which the report reads directly.
 
 Online it uses the W&B public API (needs `wandb login` or WANDB_API_KEY) and takes finished runs only; without
 network it fails within seconds with a message instead of hanging.
@@ -17,7 +18,6 @@ import socket
 import sys
 from urllib.parse import urlparse
 
-from s5lra.report.wandb_offline import read_offline_runs
 from s5lra.report.wandb_runs import HISTORY_KEYS, WandbRun, write_run_dir
 
 API_TIMEOUT_S = 20
@@ -40,8 +40,8 @@ def _check_reachable(base_url: str) -> None:
     try:
         socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=5).close()
     except OSError as err:
-        sys.exit(f"cannot reach W&B at {base_url} ({err}). Pulling needs network; offline runs can be read with "
-                 f"--offline wandb/offline-run-*, or uploaded first with `wandb sync`.")
+        sys.exit(f"cannot reach W&B at {base_url} ({err}). Pulling needs network; a local run's own directory "
+                 f"needs no pulling (python -m s5lra.report <run directories>).")
 
 
 def pull_project(path: str, out: str, group: str | None, tag: str | None) -> list:
@@ -62,18 +62,12 @@ def pull_project(path: str, out: str, group: str | None, tag: str | None) -> lis
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("project", nargs="?", help="ENTITY/PROJECT on W&B")
-    parser.add_argument("--offline", nargs="+", metavar="PATH", help="read local offline runs instead")
+    parser.add_argument("project", help="ENTITY/PROJECT on W&B")
     parser.add_argument("--out", default="experiments/wandb_runs", help="where run directories go")
     parser.add_argument("--group", help="only runs of this W&B group")
     parser.add_argument("--tag", help="only runs with this tag")
     args = parser.parse_args(argv)
-    if args.offline:
-        written = [write_run_dir(run, args.out) for run in read_offline_runs(args.offline)]
-    elif args.project:
-        written = pull_project(args.project, args.out, args.group, args.tag)
-    else:
-        parser.error("give ENTITY/PROJECT or --offline PATH...")
+    written = pull_project(args.project, args.out, args.group, args.tag)
     for path in written:
         print(path)
     if not written:

@@ -1,11 +1,10 @@
-"""Helpers shared by the test modules (no test module imports another): tiny run configs, running the entry
-points in-process and as subprocesses, reading run outputs (metrics.jsonl, offline W&B files), and writers of
-tiny data in the LRA release formats."""
+"""Helpers shared by the test modules (no test module imports another): the repository root, composing the
+configs, tiny run configs, running the entry points in-process and as subprocesses, reading run outputs
+(metrics.jsonl; offline W&B runs by W&B's own reader), and writers of tiny data in the LRA release formats."""
 
 import json
 import os
 import pickle
-import struct
 import subprocess
 import sys
 import time
@@ -33,10 +32,11 @@ def tiny_overrides(root, *extra):
     return [f"dataset.root={root}", "dataset.max_len=20", f"dataset.generate={GENERATE}", *TINY, *extra]
 
 
-def compose_cfg(overrides):
+def compose_cfg(overrides=(), config="train", return_hydra_config=False):
+    """`configs/<config>.yaml` composed with `overrides` as the entry point composes it (unresolved)."""
     register_configs()
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
+        return compose(config, overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
 def run_inprocess(run_dir, overrides):
@@ -57,45 +57,23 @@ def events(run_dir, split=None):
     return [e for e in map(json.loads, lines) if split is None or e["split"] == split]
 
 
-def wandb_records(path):
-    """Records of an offline `.wandb` file: W&B's 7-byte header, then LevelDB-log framing in 32 KiB blocks."""
-    from wandb.proto import wandb_internal_pb2
-
-    data = path.read_bytes()
-    assert data[:4] == b":W&B"
-    pos, parts = 7, b""
-    while pos + 7 <= len(data):
-        if 32768 - pos % 32768 < 7:  # block trailer too short for a record header
-            pos += 32768 - pos % 32768
-            continue
-        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        parts += data[pos + 7:pos + 7 + length]
-        pos += 7 + length
-        if kind in (1, 4):  # FULL or LAST fragment
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(parts)
-            parts = b""
-            yield record
-
-
-def read_wandb(run_dir):
-    (path,) = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")
-    return read_wandb_file(path)
-
-
-def read_wandb_file(path):
-    """(run record, history rows, config, summary) of an offline run."""
-    items = lambda update: {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in update}  # noqa: E731
-    rows, summary, run = [], {}, None
-    for record in wandb_records(path):
-        kind = record.WhichOneof("record_type")
-        if kind == "history":
-            rows.append(items(record.history.item))
-        elif kind == "run":
-            run = record.run
-        elif kind == "summary":
-            summary.update(items(record.summary.update))
-    return run, rows, items(run.config.update), summary
+def read_wandb(path):
+    """(run, history rows, config, summary) of an offline W&B run — a run directory, its offline-run-* folder
+    or the run-*.wandb file — as W&B's own reader prints its records (`wandb leet inspect --json`)."""
+    path = Path(path)
+    if (path / "wandb").is_dir():
+        (path,) = (path / "wandb").glob("offline-run-*")
+    proc = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(path)], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "WANDB_MODE": "offline",
+                                                       "WANDB_ERROR_REPORTING": "false"})
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    (run,) = [r["run"] for r in records if r["type"] == "run"]
+    summary = {}
+    for r in records:
+        if r["type"] == "summary":
+            summary.update(r["summary"]["update"])
+    return run, [r["history"]["item"] for r in records if r["type"] == "history"], run["config"]["update"], summary
 
 
 def write_cifar(folder, n_per_batch=10, seed=0):

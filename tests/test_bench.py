@@ -3,12 +3,14 @@ docs/performance.md, section 2 "The GPU floor"."""
 
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments" / "bench"))
+from helpers import REPO
+
+sys.path.insert(0, str(REPO / "experiments" / "bench"))
 import epoch_floor  # noqa: E402
 import layer  # noqa: E402
 import official_step  # noqa: E402
@@ -101,3 +103,18 @@ def test_loop_overhead_cli(tmp_path, monkeypatch, capsys, listops_root):
     assert row["fraction"] == pytest.approx(row["bare_ms"] / row["loop_ms"])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last == f"loop overhead: real loop at {100 * row['fraction']:.1f}% of the bare step (min over configs)"
+
+
+def test_pathfinder_contact_sheet(tmp_path):
+    """experiments/data/pathfinder_gen_bench.py --sheets: a captioned grid of generated images."""
+    import importlib.util
+
+    from s5lra.data.pathfinder_gen import generate_chunk, lra_params
+
+    path = REPO / "experiments" / "data" / "pathfinder_gen_bench.py"
+    spec = importlib.util.spec_from_file_location("pathfinder_gen_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = generate_chunk(lra_params(32), np.random.default_rng(0), 3)
+    sheet = Image.open(bench.save_contact_sheet([o[0] for o in out], [o[1] for o in out], tmp_path / "sheet.png"))
+    assert sheet.mode == "L" and sheet.size[0] > 3 * 32

@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 import yaml
 
-from helpers import GENERATE
+from helpers import GENERATE, REPO
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the cluster extra (requirements-extras.txt)")
 
-REPO = Path(__file__).resolve().parents[1]
 TRAIN_YAML = (REPO / "configs" / "train.yaml").read_text()
 # The sweep summary and the search are config groups; until configs/train.yaml lists them, add them here.
 SUMMARY = [] if "hydra/callbacks: sweep_summary" in TRAIN_YAML else ["hydra/callbacks=sweep_summary"]

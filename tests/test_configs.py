@@ -3,17 +3,16 @@
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from s5lra.train import ConfigError, TrainConfig, train
-from s5lra.train.config import register_configs, run_stamp
+from s5lra.train.config import run_stamp
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+from helpers import REPO, compose_cfg
+
 
 # docs/s5.md, section 9 "Paper settings per task" (the official run scripts)
 PAPER = {
@@ -27,15 +26,9 @@ PAPER = {
 }  # fmt: skip
 
 
-def compose_train(overrides=(), config="train"):
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        return compose(config, overrides=list(overrides))
-
-
 @pytest.mark.parametrize("task", sorted(PAPER))
 def test_experiment_matches_the_paper(task):
-    cfg = OmegaConf.to_object(compose_train([f"experiment=lra/{task}"]))
+    cfg = OmegaConf.to_object(compose_cfg([f"experiment=lra/{task}"]))
     L, H, P, J, batch, epochs, ssm_lr, lr, wd, drop, groups, dt_global, c_init, act, dt_min, bn, clip, warm, seed = PAPER[task]
     m, s, o, t = cfg.model, cfg.model.ssm, cfg.optimizer, cfg.trainer
     assert (m.n_layers, m.d_model, s.state_size, s.blocks) == (L, H, P, J)
@@ -47,20 +40,21 @@ def test_experiment_matches_the_paper(task):
     assert (s.bidirectional, m.norm, m.prenorm, s.discretization, s.conj_sym, m.pooling) == (
         True, "batch", True, "zoh", True, "mean")
     assert m.unroll_layers  # ours, speed only: the step experiments/bench/README.md reports
+    assert m.mask_padding is False  # the official code's padding leak, which the paper's numbers came with
     assert (o.norm_decay, o.grad_clip, cfg.scheduler.first_step_full_lr, cfg.scheduler.cosine_from_global_step,
             cfg.scheduler.lr_min) == (True, None, True, True, 0.0)
     assert cfg.dataset.name == task and cfg.name == f"lra/{task}"
 
 
 def test_demo_is_the_default_and_generates_its_data():
-    cfg = compose_train()
+    cfg = compose_cfg()
     assert cfg.name == "demo" and cfg.dataset.name == "listops"
     assert cfg.dataset.generate.n_train > 0 and cfg.dataset.root == "data/listops_demo"
     assert cfg.dataset.max_len >= cfg.dataset.generate.max_length
 
 
 def test_every_design_key_has_a_default():
-    cfg = compose_train()
+    cfg = compose_cfg()
     keys = """seed paths.data_dir dataset.name dataset.root model.n_layers model.d_model model.dropout model.prenorm
         model.norm model.bn_momentum model.activation model.pooling model.ssm.state_size model.ssm.blocks
         model.ssm.conj_sym model.ssm.bidirectional model.ssm.C_init model.ssm.discretization model.ssm.dt_min
@@ -72,9 +66,7 @@ def test_every_design_key_has_a_default():
 
 
 def test_hydra_run_dir_and_no_chdir():
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        hcfg = compose("train", overrides=["experiment=lra/image"], return_hydra_config=True).hydra
+    hcfg = compose_cfg(["experiment=lra/image"], return_hydra_config=True).hydra
     assert hcfg.job.chdir is False
     assert OmegaConf.to_container(hcfg.run)["dir"] == "outputs/${name}/${s5lra_stamp:}"
     assert OmegaConf.to_container(hcfg.sweep)["subdir"] == "${hydra.job.num}"
@@ -85,9 +77,7 @@ def test_run_directories_of_simultaneous_starts_differ():
     stamps = [run_stamp() for _ in range(200)]
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d\.\d{3}-[0-9a-f]{8}", s) for s in stamps)
     assert len(set(stamps)) == len(stamps)
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        cfg = compose("train", return_hydra_config=True)
+    cfg = compose_cfg(return_hydra_config=True)
     assert cfg.hydra.run.dir == cfg.hydra.run.dir  # one value per composed config (the resolver is cached)
 
 
@@ -99,7 +89,7 @@ def test_run_directories_of_simultaneous_starts_differ():
 ])
 def test_bad_keys_and_types_name_the_key(override, words):
     with pytest.raises(ConfigCompositionException) as err:
-        compose_train([override])
+        compose_cfg([override])
     text = f"{err.value} {err.value.__cause__}"
     assert all(w in text for w in words), text
 
@@ -117,14 +107,14 @@ def test_bad_values_fail_before_any_data_is_read(tmp_path):
                           ("model.ssm.dt_min=0.5", "model.ssm.dt_min=0.5"),
                           ("optimizer.lr=0", "optimizer.lr=0"), ("trainer.precision=fp8", "trainer.precision='fp8'"),
                           ("scheduler.warmup_epochs=50", "scheduler.warmup_epochs=50")]:
-        cfg = OmegaConf.to_object(compose_train([override, f"dataset.root={root}", "logger=none"]))
+        cfg = OmegaConf.to_object(compose_cfg([override, f"dataset.root={root}", "logger=none"]))
         with pytest.raises(ConfigError, match=re.escape(key)):
             train(cfg, tmp_path / "run")
     assert not root.exists() and not (tmp_path / "run").exists()  # nothing generated, read or written
 
 
 def test_a_bad_value_is_one_line_on_the_command_line(tmp_path):
-    proc = subprocess.run([sys.executable, str(CONFIGS.parent / "run_train.py"), "model.ssm.scan=foo",
+    proc = subprocess.run([sys.executable, str(REPO / "run_train.py"), "model.ssm.scan=foo",
                            f"paths.data_dir={tmp_path}", "logger=none", f"hydra.run.dir={tmp_path / 'run'}"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
@@ -135,12 +125,23 @@ def test_a_bad_value_is_one_line_on_the_command_line(tmp_path):
 
 
 def test_eval_config_schema():
-    cfg = OmegaConf.to_object(compose_train(["run_dir=/x", "model.ssm.step_rescale=2.0"], config="eval"))
+    cfg = OmegaConf.to_object(compose_cfg(["run_dir=/x", "model.ssm.step_rescale=2.0"], config="eval"))
     assert (cfg.split, cfg.checkpoint, cfg.model.ssm.step_rescale, cfg.model.ssm.scan) == ("test", "best", 2.0, None)
     with pytest.raises(ConfigCompositionException):
-        compose_train(["run_dir=/x", "model.d_model=3"], config="eval")
+        compose_cfg(["run_dir=/x", "model.d_model=3"], config="eval")
+
+
+def test_a_bad_eval_override_names_the_key_before_any_data_is_read(tmp_path):
+    from s5lra.train.evaluate import evaluate_run
+
+    (tmp_path / ".hydra").mkdir()
+    OmegaConf.save(compose_cfg([f"paths.data_dir={tmp_path / 'nothing_here'}"]), tmp_path / ".hydra" / "config.yaml")
+    ecfg = OmegaConf.to_object(compose_cfg([f"run_dir={tmp_path}", "model.ssm.step_rescale=-1"], config="eval"))
+    with pytest.raises(ConfigError, match=re.escape("model.ssm.step_rescale=-1.0: must be positive")):
+        evaluate_run(ecfg)
+    assert not (tmp_path / "nothing_here").exists()
 
 
 def test_train_config_is_a_plain_dataclass():
-    cfg = OmegaConf.to_object(compose_train())
+    cfg = OmegaConf.to_object(compose_cfg())
     assert isinstance(cfg, TrainConfig) and cfg.trainer.resume is None

@@ -1,24 +1,19 @@
 """The W&B workspace spec, built offline: its panels read exactly keys that a real training run logs."""
 
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 pytest.importorskip("wandb_workspaces", reason="the dashboard extra (requirements-extras.txt)")
 
-from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from s5lra import dashboard  # noqa: E402
 from s5lra.report.paper import PAPER_ACCURACY, PAPER_AVERAGE  # noqa: E402
 from s5lra.train import train  # noqa: E402
-from s5lra.train.config import register_configs  # noqa: E402
 
-from helpers import GENERATE  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
+from helpers import compose_cfg, tiny_overrides  # noqa: E402
 
 
 class FakeRun:
@@ -46,13 +41,8 @@ def logged(listops_root, tmp_path_factory, shared_compilation_cache):
     import wandb
 
     runs = []
-    register_configs()
-    overrides = [f"dataset.root={listops_root}", "dataset.max_len=20", f"dataset.generate={GENERATE}",
-                 "model.n_layers=1", "model.d_model=8", "model.ssm.state_size=4", "model.ssm.blocks=1",
-                 "trainer.batch_size=8", "trainer.epochs=1", "trainer.log_every=4", "trainer.progress=false",
-                 "logger=wandb", "logger.mode=offline"]
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
+    cfg = compose_cfg(tiny_overrides(listops_root, "trainer.epochs=1", "trainer.log_every=4", "logger=wandb",
+                                     "logger.mode=offline"))
     run_dir = tmp_path_factory.mktemp("dashboard") / "run"
     run_dir.mkdir()
     with pytest.MonkeyPatch.context() as mp:

@@ -80,8 +80,12 @@ def test_stats_json_schema(root, capsys):
     assert set(train) == {"examples", "label_counts", "max_length", "mean_length"}
     assert train["examples"] == 3 and train["max_length"] == 5 and train["mean_length"] == pytest.approx(14 / 3)
     assert train["label_counts"] == {str(k): int(k in (2, 3, 9)) for k in range(10)}
-    code, out, _ = run_cli(["stats", "listops", "--root", str(root), "--max-len", "4"], capsys)
+    assert err.startswith(f"s5lra-data: built a cache for these settings: {root / 'cache'}")
+    code, out, err = run_cli(["stats", "listops", "--root", str(root), "--max-len", "4"], capsys)
     assert code == 0 and "train" in out and "seq_len 4" in out
+    assert "built a cache" in err and "'max_len': 2048" in err  # a second cache is never built quietly
+    code, _, err = run_cli(["stats", "listops", "--root", str(root), "--max-len", "4"], capsys)
+    assert code == 0 and err == ""  # read, not built
 
 
 def test_prepare_and_user_errors_exit_2_with_one_line(root, capsys):
@@ -100,9 +104,15 @@ def test_prepare_and_user_errors_exit_2_with_one_line(root, capsys):
 def test_generate_listops_command(tmp_path, capsys):
     args = ["generate", "listops", "--root", str(tmp_path), "--n-train", "50", "--n-val", "5", "--n-test", "5",
             "--min-length", "10", "--max-length", "40", "--max-depth", "3", "--workers", "1"]
-    code, out, _ = run_cli(args, capsys)
+    code, out, err = run_cli(args, capsys)
     assert code == 0 and out.strip() == str(tmp_path / "listops-1000")
+    assert f"wrote 50 train, 5 val and 5 test ListOps examples to {tmp_path / 'listops-1000'}" in err
     assert len(load_task("listops", tmp_path).splits["train"]) == 50
+    code, out, err = run_cli([*args[:2], "--root", str(tmp_path / "n"), "--n", "100", *args[10:]], capsys)
+    assert code == 0 and "wrote 96 train, 2 val and 2 test ListOps examples" in err
+    assert {s: len(x) for s, x in load_task("listops", tmp_path / "n").splits.items()} == dict(train=96, val=2, test=2)
+    code, _, err = run_cli([*args, "--n", "100"], capsys)
+    assert code == 2 and "either --n or --n-train" in err
 
 
 def test_download_offline_fails_fast_with_manual_instructions(tmp_path, monkeypatch, capsys):

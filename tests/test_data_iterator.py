@@ -5,6 +5,7 @@ import pytest
 
 from s5lra.data import BatchIterator, DataError, Split
 from s5lra.data import iterator as iterator_module
+from s5lra.data.iterator import prefetched
 
 
 def make_split(n=23, length=5):
@@ -24,7 +25,7 @@ def test_training_epochs_are_shuffled_deterministically_and_drop_the_tail():
     assert len(it) == 5
     e0 = list(it.epoch(0))
     assert len(e0) == 5 and all(b["inputs"].shape == (4, 5) for b in e0)
-    assert ids(e0) == ids(BatchIterator(split, 4, train=True, seed=1, prefetch=0).epoch(0))
+    assert ids(e0) == ids(BatchIterator(split, 4, train=True, seed=1).epoch(0))
     assert ids(e0) != ids(it.epoch(1)) and ids(e0) != ids(BatchIterator(split, 4, train=True, seed=2).epoch(0))
     flat = sum(ids(e0), [])
     assert len(set(flat)) == 20  # a permutation, minus the dropped partial batch
@@ -79,8 +80,8 @@ def test_dual_inputs_and_small_splits():
 
 def test_prefetch_thread_stops_with_the_consumer_and_forwards_errors(monkeypatch):
     split = make_split(n=400)
-    it = BatchIterator(split, 4, train=True, prefetch=2)
-    gen = it.epoch(0)
+    it = BatchIterator(split, 4, train=True)
+    gen = prefetched(lambda: it.epoch(0), 2)
     next(gen)
     gen.close()  # joins the background thread
     assert not any(t.name == "s5lra-prefetch" for t in __import__("threading").enumerate())
@@ -90,4 +91,4 @@ def test_prefetch_thread_stops_with_the_consumer_and_forwards_errors(monkeypatch
 
     monkeypatch.setattr(iterator_module.BatchIterator, "batch", boom)
     with pytest.raises(RuntimeError, match="disk went away"):
-        list(it.epoch(0))
+        list(prefetched(lambda: it.epoch(0), 2))

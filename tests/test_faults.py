@@ -6,7 +6,6 @@ process are injected by tests/faults/sitecustomize.py (no hook in the project's 
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -118,7 +117,7 @@ def test_a_kill_in_the_middle_of_a_checkpoint_write_loses_nothing(listops_root, 
     assert results(run_dir)["status"] == "running" and not rundir.is_active(run_dir)  # killed: nobody holds it
     assert temporaries(run_dir)  # the half-written save, never under a final name
     assert sorted(int(p.name) for p in (run_dir / "checkpoints" / "last").iterdir() if p.name.isdigit()) == [4, 6]
-    err = resume_until_done(run_dir, kill_args(listops_root))
+    resume_until_done(run_dir, kill_args(listops_root))
     log = (run_dir / "run_train.log").read_text()
     assert "ended without closing it (killed?)" in log and "left by an interrupted write" in log
     assert_reproduces(run_dir, reference)

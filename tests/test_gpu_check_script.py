@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
+
 GPU_DIR = REPO / "experiments" / "gpu"
 sys.path.insert(0, str(GPU_DIR))  # check.py imports check_summary from beside it
 _spec = importlib.util.spec_from_file_location("gpu_check", GPU_DIR / "check.py")

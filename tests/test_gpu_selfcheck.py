@@ -18,7 +18,8 @@ import pytest
 
 from s5lra.ssm import recurrence, selfcheck
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
+
 GOOD = {f"{d}/{o}": 3e-7 for d in ("forward", "reverse") for o in ("x", "grad_a", "grad_b")}
 
 

@@ -5,11 +5,9 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-from conftest import GENERATE
+from helpers import REPO, tiny_overrides
 
-REPO = Path(__file__).resolve().parents[1]
 # A finder ahead of all others that refuses wandb and says so on stderr: catches an import that is attempted
 # and its ImportError swallowed, not only one that fails the run.
 NO_WANDB = """
@@ -23,8 +21,6 @@ sys.meta_path.insert(0, NoWandb())
 """
 RUN_TRAIN = NO_WANDB + ("import runpy; sys.argv = ['run_train.py', *sys.argv[1:]]; "
                         "runpy.run_path('run_train.py', run_name='__main__')")
-TINY = ["model.n_layers=1", "model.d_model=8", "model.ssm.state_size=4", "model.ssm.blocks=1", "trainer.batch_size=8",
-        "trainer.max_steps=3", "trainer.progress=false", "dataset.max_len=20", f"dataset.generate={GENERATE}"]
 
 
 def test_the_blocker_blocks():
@@ -34,8 +30,8 @@ def test_the_blocker_blocks():
 
 def test_logger_none_never_imports_wandb(listops_root, tmp_path):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
-    proc = subprocess.run([sys.executable, "-c", RUN_TRAIN, f"dataset.root={listops_root}",
-                           f"hydra.run.dir={tmp_path}", "logger=none", *TINY],
+    proc = subprocess.run([sys.executable, "-c", RUN_TRAIN, *tiny_overrides(listops_root, "trainer.max_steps=3"),
+                           f"hydra.run.dir={tmp_path}"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "blocked" not in proc.stderr, proc.stderr[-3000:]

@@ -12,6 +12,7 @@ from jax.flatten_util import ravel_pytree
 
 from s5lra.model import ModelConfig, SequenceBlock, SSMConfig, build_model, count_params
 from s5lra.model.heads import TokenEncoder, pool
+from s5lra.train.config import TrainConfig, TrainerConfig, validate
 
 SMALL = ModelConfig(n_layers=2, d_model=8, ssm=SSMConfig(state_size=8, blocks=2))
 
@@ -112,8 +113,8 @@ def test_pooling():
         assert np.allclose(mean[i], np.asarray(x[i, :n]).mean(0), atol=1e-6)
         assert np.allclose(last[i], x[i, n - 1])
     assert np.allclose(pool(x, None, "mean"), x.mean(1), atol=1e-6)
-    with pytest.raises(ValueError, match="mode=.max.: expected one of"):
-        pool(x, lengths, "max")
+    with pytest.raises(ValueError, match="pooling=.max.: expected one of"):  # checked once, by the config
+        replace(SMALL, pooling="max").check()
 
 
 @pytest.mark.parametrize("mask_padding", [True, False])
@@ -249,7 +250,7 @@ def test_the_unrolled_layer_stack_has_the_same_parameters_and_gradients():
 @pytest.mark.parametrize("key,value", [("norm", "group"), ("activation", "relu")])
 def test_bad_choices_name_the_argument(key, value):
     with pytest.raises(ValueError, match=f"^{key}='{value}': expected one of"):
-        build_model(replace(SMALL, **{key: value}), spec())
+        replace(SMALL, **{key: value}).check()
 
 
 def test_bf16_precision_runs_glu_in_bf16_and_stays_close():
@@ -266,4 +267,4 @@ def test_bf16_precision_runs_glu_in_bf16_and_stays_close():
     jaxpr = str(jax.make_jaxpr(lambda v: bf16.apply(v, x, lengths))(variables))
     assert "bf16" in jaxpr and "complex64" in jaxpr
     with pytest.raises(ValueError, match="precision='fp8'"):
-        build_model(cfg, spec(), precision="fp8")
+        validate(TrainConfig(trainer=TrainerConfig(precision="fp8")))

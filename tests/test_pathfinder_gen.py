@@ -10,7 +10,7 @@ from s5lra.data import DataError
 from s5lra.data import pathfinder_gen
 from s5lra.data import pathfinder_sprites as ps
 from s5lra.data.pathfinder_gen import (CHUNK, add_distractors, generate_chunk, generate_pathfinder, lra_params,
-                                       render, sample_target_pairs, save_contact_sheet)
+                                       render, sample_target_pairs)
 
 
 # ---------------------------------------------------------------------------------------------- primitives
@@ -216,12 +216,6 @@ def test_other_resolutions_and_difficulties(tmp_path):
     assert lra_params(128, "intermediate").n_distractors == 11 and lra_params(256).n_distractors == 7
     with pytest.raises(ValueError):
         lra_params(48)
-
-
-def test_contact_sheet(tmp_path):
-    folder = generate_pathfinder(tmp_path, n=3, workers=1, progress=False)
-    sheet = Image.open(save_contact_sheet(folder, path=tmp_path / "sheet.png"))
-    assert sheet.mode == "L" and sheet.size[0] > 3 * 32
 
 
 # ---------------------------------------------------------------------------------------------- statistics

@@ -1,9 +1,8 @@
-"""s5lra.report: tables equal their inputs, seeds aggregate, plots exist, bad runs are skipped, W&B reads back."""
+"""s5lra.report: tables equal their inputs, seeds aggregate, plots exist, bad runs are skipped, W&B runs pull back."""
 
 import importlib.util
 import json
 import math
-import time
 from pathlib import Path
 
 import pytest
@@ -12,8 +11,9 @@ import yaml
 from s5lra.report import build_report, load_run, load_runs
 from s5lra.report.aggregate import group_runs, lra_average
 from s5lra.report.paper import PAPER_ACCURACY, TASKS
-from s5lra.report.wandb_offline import read_offline_run
 from s5lra.report.wandb_runs import WandbRun, write_run_dir
+
+from helpers import REPO
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -111,58 +111,6 @@ def test_bad_runs_are_skipped_with_a_warning_naming_the_file(tmp_path):
     assert str(tmp_path / "no_config" / ".hydra" / "config.yaml") in messages
 
 
-def _wandb_row(event: dict) -> dict:
-    """What the training logger sends to W&B for one metrics event."""
-    row = {"step": event["step"], "epoch": event["epoch"]}
-    row.update({f"{event['split']}/{k}": v for k, v in event.items() if k not in ("step", "epoch", "split", "lr",
-                                                                                  "ssm_lr")})
-    row.update({k: event[k] for k in ("lr", "ssm_lr") if k in event})
-    return row
-
-
-def wait_until_written(path, quiet_s=1.0, limit_s=60.0):
-    """W&B's service process may still be appending after finish() on a loaded machine: wait until the file
-    stops growing."""
-    deadline, size, since = time.time() + limit_s, -1, time.time()
-    while time.time() < deadline:
-        now = path.stat().st_size
-        if now != size:
-            size, since = now, time.time()
-        elif time.time() - since >= quiet_s:
-            return
-        time.sleep(0.1)
-
-
-def test_wandb_offline_run_reads_back_into_the_report(tmp_path, monkeypatch):
-    wandb = pytest.importorskip("wandb")
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    local = make_run(tmp_path / "local", task="text", seed=3, test=0.85, val=0.86, epochs=6, steps_per_epoch=400)
-    events = load_run(local).events
-    config = yaml.safe_load((local / ".hydra" / "config.yaml").read_text())
-    run = wandb.init(mode="offline", dir=str(tmp_path), project="s5lra", group="lra/text", tags=["text", "seed3"],
-                     config=config)
-    run.define_metric("step")
-    run.define_metric("*", step_metric="step")
-    for event in events:  # ~500 rows: the log spans several 32 KiB blocks
-        run.log(_wandb_row(event))
-    run.summary.update({"best_val_accuracy": 0.86, "test_accuracy": 0.85, "final_test_accuracy": 0.85})
-    run.finish()
-
-    [offline_dir] = (tmp_path / "wandb").glob("offline-run-*")
-    wait_until_written(offline_dir / f"run-{run.id}.wandb")
-    assert (offline_dir / f"run-{run.id}.wandb").stat().st_size > 3 * 32 * 1024
-    pulled = read_offline_run(offline_dir)
-    assert pulled.id == run.id and pulled.group == "lra/text" and pulled.tags == ["text", "seed3"]
-    back = load_run(write_run_dir(pulled, tmp_path / "pulled"))
-    assert back.task == "text" and back.seed == 3 and back.experiment == "lra/text"
-    assert back.events == events
-    assert back.results["test_accuracy"] == 0.85 and back.results["best_val_accuracy"] == 0.86
-    assert back.results["epochs"] == 6 and back.results["steps"] == 2400
-    build_report([tmp_path / "pulled"], tmp_path / "out")
-    assert "| Text | `lra/text` | 85.00 | 1 |" in (tmp_path / "out" / "results.md").read_text()
-
-
 class FakeApiRun:
     """The attributes of `wandb.apis.public.Run` that the pull script uses."""
     id, group, tags = "abc123", "lra/image", ["image", "seed1"]
@@ -179,7 +127,7 @@ class FakeApiRun:
 
 
 def test_pull_conversion_from_an_api_run(tmp_path):
-    spec = importlib.util.spec_from_file_location("wandb_pull", Path(__file__).parents[1] / "experiments" /
+    spec = importlib.util.spec_from_file_location("wandb_pull", REPO / "experiments" /
                                                   "wandb_pull.py")
     pull = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(pull)

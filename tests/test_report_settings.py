@@ -43,6 +43,15 @@ def test_semantic_overrides_and_labels():
     long_a = [f"model.k{i}={'x' * 20}" for i in range(8)]
     long_b = long_a[:-1] + [f"model.k7={'y' * 20}"]
     assert len(overrides_label(long_a)) <= 100 and overrides_label(long_a) != overrides_label(long_b)
+    # model overrides first and in full; only data paths and long dict values are shortened (with their hash)
+    generate = "dataset.generate={n_train:64,n_val:12,n_test:20,max_depth:3,max_args:3,min_length:2,max_length:20}"
+    label = overrides_label([generate, "dataset.max_len=20", "model.n_layers=1", "model.d_model=8", "trainer.epochs=2",
+                             "dataset.options.tfds_dir=/home/me/tensorflow_datasets"], max_len=None)
+    assert label.startswith("model.d_model=8,model.n_layers=1,dataset.generate={n_train:64,n_va...~")
+    assert ",dataset.options.tfds_dir=.../tensorflow_datasets~" in label and label.endswith(",trainer.epochs=2")
+    assert overrides_label([generate, "model.n_layers=1"]) != overrides_label(
+        [generate.replace("20}", "21}"), "model.n_layers=1"])
+    assert overrides_label([generate, *[f"model.k{i}=1" for i in range(9)]]).startswith("model.k0=1,model.k1=1")
     assert partial_overrides(["trainer.max_steps=100", "seed=0"]) == ["trainer.max_steps=100"]
     assert partial_overrides(["trainer.max_steps=null"]) == []
 

@@ -5,11 +5,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
+
 TASKS = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")
 
 

@@ -272,6 +272,12 @@ def test_linear_recurrence_unknown_method():
         linear_recurrence(jnp.ones(3), jnp.ones((4, 3)), method="fft")
 
 
+def test_apply_s5_unknown_discretization_names_the_argument():
+    params = make_params(jax.random.key(0))
+    with pytest.raises(ValueError, match="^discretization='euler': expected one of"):
+        _apply_s5(params, jnp.ones((4, 6)), conj_sym=True, bidirectional=True, discretization="euler")
+
+
 # ---------------------------------------------------------------- step (RNN) mode
 
 

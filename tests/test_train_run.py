@@ -15,8 +15,7 @@ from s5lra.train.checkpoint import CheckpointError
 from s5lra.train.config import EvalModelOverrides, EvalSSMOverrides
 from s5lra.train.steps import metric_names
 
-from helpers import (events, read_wandb, read_wandb_file, run_cli, run_inprocess, signal_after_train_events,
-                     tiny_overrides)
+from helpers import events, read_wandb, run_cli, run_inprocess, signal_after_train_events, tiny_overrides
 
 pytestmark = pytest.mark.usefixtures("shared_compilation_cache")
 
@@ -55,11 +54,11 @@ def test_wandb_offline_run_contents(cli_run):
     run, rows, config, summary = read_wandb(cli_run)
     # User tags first, then the task and seed; the experiment and the overrides that change what is trained
     # group the runs (the loop's defaults), so only seeds of one setting share a group.
-    assert run.project == "s5lra" and list(run.tags) == ["tiny", "listops", "seed0"]
+    assert run["project"] == "s5lra" and run["tags"] == ["tiny", "listops", "seed0"]
     overrides = OmegaConf.load(cli_run / ".hydra" / "overrides.yaml")
     group = f"demo/{overrides_label(list(overrides))}"
     assert group != "demo/" and "seed" not in group and "logger" not in group
-    assert run.run_group == group and run.display_name == f"{group}/seed0"
+    assert run["run_group"] == group and run["display_name"] == f"{group}/seed0"
     keys = set().union(*rows)
     assert {"train/loss", "train/accuracy", "val/loss", "val/accuracy", "test/loss", "test/accuracy", "lr",
             "ssm_lr", "step"} <= keys
@@ -172,5 +171,5 @@ def test_resumed_run_continues_the_same_wandb_run(listops_root, tmp_path):
     run_inprocess(tmp_path, tiny_overrides(listops_root, *wandb, "trainer.max_steps=4", "trainer.resume=auto"))
     runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 2 and len({p.name.rsplit("-", 1)[1] for p in runs}) == 1
-    history = [row for path in runs for row in read_wandb_file(next(path.glob("run-*.wandb")))[1]]
+    history = [row for path in runs for row in read_wandb(path)[1]]
     assert sorted(row["step"] for row in history if "train/loss" in row) == [1, 2, 3, 4]

@@ -4,6 +4,7 @@ import json
 import re
 import shutil
 import signal
+import time
 
 import jax
 import jax.numpy as jnp
@@ -53,8 +54,10 @@ def test_resume_auto_without_a_checkpoint_says_it_starts_fresh(listops_root, tmp
 
 
 def test_results_say_what_the_run_was(listops_root, tmp_path):
-    overrides = tiny_overrides(listops_root, "trainer.max_steps=3", "seed=5")
+    overrides = tiny_overrides(listops_root, "trainer.max_steps=3", "seed=5", "trainer.checkpoint_every=1")
+    tic = time.time()
     results = run(tmp_path, overrides)
+    assert 0 < results["wall_time_s"] <= time.time() - tic  # four saves: each must not count the time again
     assert results["seed"] == 5 and results["overrides"] == overrides
     assert re.fullmatch(r"[0-9a-f]{40}", results["git_commit"]) and isinstance(results["git_dirty"], bool)
     assert results["jax_version"] and results["flax_version"] and results["device_kind"] == "cpu"

@@ -7,15 +7,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from s5lra.errors import InvalidSetting
 from s5lra.model import ModelConfig, SSMConfig, build_model, count_params
-from s5lra.ssm import METHODS, S5SSM, apply_s5, diagonal_init, hippo_init, linear_recurrence
+from s5lra.ssm import METHODS, S5SSM, apply_s5, diagonal_init, hippo_init, linear_recurrence, ssm_layer
 from s5lra.ssm import ptd
 from s5lra.ssm.lru import apply_lru, gamma_log_for, init_nu_log, init_theta_log
 from s5lra.ssm.selective import apply_selective_s5
-from s5lra.train.config import OptimizerConfig
+from s5lra.train.config import OptimizerConfig, validate
 from s5lra.train.optim import make_optimizer, param_labels
+
+from helpers import REPO, compose_cfg
 
 SCANS = tuple(m for m in METHODS if m != "pallas")  # the kernel takes a time-invariant decay only ("auto" falls back)
 
@@ -55,7 +58,7 @@ def loop(lam_bar, bu, reverse=False):
 
 
 def layer_params(cfg, h=6, seed=0):
-    return dict(S5SSM(cfg, h).init(jax.random.key(seed), jnp.zeros((3, h)))["params"])
+    return dict(ssm_layer(cfg, h).init(jax.random.key(seed), jnp.zeros((3, h)))["params"])
 
 
 @pytest.fixture(scope="session")
@@ -253,7 +256,7 @@ def test_lru_ignores_conj_sym_and_refuses_s5_settings():
     u = jnp.asarray(np.random.default_rng(2).normal(size=(2, 9, 6)), jnp.float32)
     ys = []
     for conj_sym in (True, False):
-        layer = S5SSM(SSMConfig(kind="lru", state_size=5, conj_sym=conj_sym), 6)
+        layer = ssm_layer(SSMConfig(kind="lru", state_size=5, conj_sym=conj_sym), 6)
         ys.append(layer.apply(layer.init(jax.random.key(0), u), u))
     np.testing.assert_array_equal(*ys)
     for field, value in (("init", "ptd"), ("selective", True), ("freq_scale", 2.0), ("step_rescale", 2.0),
@@ -389,7 +392,7 @@ VARIANTS = {
 @pytest.mark.parametrize("variant", ["lru", "selective"])  # the inits share S5's step (tests/test_ssm.py)
 def test_step_mode_equals_parallel(variant):
     kw = VARIANTS[variant]
-    layer = S5SSM(SSMConfig(state_size=16, bidirectional=False, **kw), 6)
+    layer = ssm_layer(SSMConfig(state_size=16, bidirectional=False, **kw), 6)
     u = jnp.asarray(np.random.default_rng(10).normal(size=(2, 15, 6)), jnp.float32)
     variables = layer.init(jax.random.key(1), u)
     if variant == "selective":  # make the step input-dependent
@@ -397,10 +400,10 @@ def test_step_mode_equals_parallel(variant):
         params["delta_W2"] = jnp.full(params["delta_W2"].shape, 0.3)
         variables = {"params": params}
     y = layer.apply(variables, u)
-    state = layer.apply(variables, (2,), method=S5SSM.initial_state)
+    state = layer.apply(variables, (2,), method=type(layer).initial_state)
     outs = []
     for k in range(u.shape[1]):
-        state, y_k = layer.apply(variables, state, u[:, k], method=S5SSM.step)
+        state, y_k = layer.apply(variables, state, u[:, k], method=type(layer).step)
         outs.append(y_k)
     np.testing.assert_allclose(jnp.stack(outs, axis=1), y, atol=1e-5)
 
@@ -472,16 +475,7 @@ LRA_TASKS = ("listops", "text", "retrieval", "image", "pathfinder", "pathx")
 
 
 def composed(overrides):
-    from pathlib import Path
-
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    from s5lra.train.config import register_configs, validate
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "configs"), version_base="1.3"):
-        cfg = OmegaConf.to_object(compose("train", overrides=list(overrides)))
+    cfg = OmegaConf.to_object(compose_cfg(overrides))
     validate(cfg)
     return cfg
 
@@ -502,9 +496,8 @@ def test_variant_experiments_are_s5s_plus_their_diffs(task):
 
 def test_zoo_driver_variants_compose_for_both_tasks():
     import sys
-    from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    sys.path.insert(0, str(REPO / "experiments"))
     import zoo_reduced
 
     for task in zoo_reduced.TASKS:

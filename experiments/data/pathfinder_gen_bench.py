@@ -17,15 +17,35 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw
 
-from s5lra.data.pathfinder_gen import add_distractors, generate_chunk, lra_params, sample_target_pairs, \
-    save_contact_sheet
+from s5lra.data.pathfinder_gen import add_distractors, generate_chunk, lra_params, sample_target_pairs
 
 REFERENCE = {32: {"mean": 20.1, "nonzero": 0.34, "ge128": 0.08, "s_per_image": 0.2,
                   "attempts_per_accepted_pair": 330, "distractors_per_image": 38 / 40},
              128: {"mean": 7.9, "nonzero": 0.14, "ge128": 0.03, "s_per_image": 2.0,
                    "attempts_per_accepted_pair": 230}}
 BATCH, MAX_BATCHES = 4096, 40
+
+
+def save_contact_sheet(images, labels, path: Path, *, cols: int = 8, limit: int = 32) -> Path:
+    """Write a PNG grid of 2-D uint8 images, each captioned with its label, for a person to look at."""
+    images = [np.asarray(im, np.uint8) for im in list(images)[:limit]]
+    if not images:
+        raise ValueError("no images to show")
+    side = images[0].shape[0]
+    scale = max(1, 128 // side)
+    cell, caption = side * scale, 14
+    rows = -(-len(images) // cols)
+    sheet = Image.new("L", (cols * (cell + 4), rows * (cell + caption + 4)), 96)
+    draw = ImageDraw.Draw(sheet)
+    for i, (im, lab) in enumerate(zip(images, labels)):
+        x, y = (i % cols) * (cell + 4) + 2, (i // cols) * (cell + caption + 4) + 2
+        sheet.paste(Image.fromarray(im).resize((cell, cell), Image.NEAREST), (x, y))
+        draw.text((x + 2, y + cell + 1), f"{i}: {'connected' if int(lab) else 'apart'} ({lab})", fill=255)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    return path
 
 
 def measure(resolution: int, n: int, seed: int = 0, sheets: Path | None = None, pairs: int = 200) -> dict:

@@ -30,6 +30,7 @@ NON_SEMANTIC_KEYS = ("seed", "experiment", "name", "dataset.root", "trainer.prog
                      "trainer.stuck_margin")
 PARTIAL_KEYS = ("trainer.max_steps",)
 MAX_LABEL = 100  # W&B group names allow 128 characters; room for "<experiment>/"
+LONG_VALUE = 24  # a dict value longer than this is shortened in labels
 
 
 def override_key(override: str) -> str:
@@ -53,12 +54,29 @@ def partial_overrides(overrides: list[str]) -> list[str]:
             and not o.endswith(("=null", "=None"))]
 
 
-def overrides_label(overrides: list[str]) -> str:
-    """A short stable string for run names and groups: the semantic overrides joined by commas, e.g.
-    "model.n_layers=4,optimizer.lr=0.001"; empty when there are none. Longer than MAX_LABEL characters, it is
-    cut and ends with a hash of the whole, so different settings keep different labels."""
-    label = ",".join(semantic_overrides(overrides))
-    if len(label) <= MAX_LABEL:
+def _digest(text: str, n: int) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+def _shortened(override: str) -> str:
+    """One override as a label shows it: a data path by its last folder, a long dict value by its start; each
+    shortened value ends with a hash of the whole, so different values keep different labels."""
+    key, sep, value = override.partition("=")
+    if sep and value.startswith("{") and len(value) > LONG_VALUE:
+        return f"{key}={value[:LONG_VALUE - 8]}...~{_digest(value, 6)}"
+    if sep and "/" in value and override_key(override).startswith("dataset."):
+        return f"{key}=.../{value.rstrip('/').rsplit('/', 1)[-1]}~{_digest(value, 6)}"
+    return override
+
+
+def overrides_label(overrides: list[str], max_len: int | None = MAX_LABEL) -> str:
+    """A short stable string for run names, groups and report rows: the semantic overrides joined by commas,
+    the model's first and in full, e.g. "model.n_layers=1,dataset.generate={n_train:64,n_...~1a2b3c,
+    optimizer.lr=0.001"; empty when there are none. Only data paths and long dict values are shortened; a label
+    still longer than `max_len` (W&B names and file names; None for none) is cut at the end with a hash of the
+    whole, so different settings keep different labels."""
+    ordered = sorted(semantic_overrides(overrides), key=lambda o: not override_key(o).startswith("model."))
+    label = ",".join(_shortened(o) for o in ordered)
+    if max_len is None or len(label) <= max_len:
         return label
-    digest = hashlib.sha256(label.encode()).hexdigest()[:8]
-    return f"{label[:MAX_LABEL - 10]}~{digest}"
+    return f"{label[:max_len - 10]}~{_digest(label, 8)}"

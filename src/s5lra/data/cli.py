@@ -1,6 +1,6 @@
 """`s5lra-data`: generate, download, prepare and inspect the LRA data.
 
-    s5lra-data generate listops --root DIR [--n-train N --n-val N --n-test N --seed S --workers W ...]
+    s5lra-data generate listops --root DIR [--n N | --n-train N --n-val N --n-test N] [--seed S --workers W ...]
     s5lra-data generate pathfinder --resolution 32 --difficulty hard --n N --root DIR [--seed S --workers W]
     s5lra-data download lra|imdb|cifar10 --root DIR
     s5lra-data prepare TASK --root DIR [--max-len N] [-o key=value ...]
@@ -18,12 +18,15 @@ import json
 import signal
 import sys
 from dataclasses import fields
+from pathlib import Path
 
 from s5lra.data.listops_gen import ListOpsSettings
 from s5lra.data.tasks import TASKS
 from s5lra.data.workers import sigterm_as_interrupt
 from s5lra.errors import DataError
 
+SIZES = ("n_train", "n_val", "n_test")
+LRA_SPLIT = "96/2/2 %"  # ListOpsSettings' defaults: 96,000 / 2,000 / 2,000
 OVERWRITE_HELP = "replace the output folder if it is not empty (the new one replaces it only once complete)"
 
 
@@ -53,8 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     kinds = generate.add_subparsers(dest="kind", required=True)
     listops = kinds.add_parser("listops", help="ListOps TSVs (LRA's generator)")
     listops.add_argument("--root", default="data")
-    for f in fields(ListOpsSettings):
-        listops.add_argument("--" + f.name.replace("_", "-"), type=int, default=f.default)
+    listops.add_argument("--n", type=int, default=None,
+                         help=f"examples in all, split as LRA's {LRA_SPLIT} (instead of --n-train/--n-val/--n-test)")
+    for f in fields(ListOpsSettings):  # the sizes default to None: --n or ListOpsSettings decides
+        listops.add_argument("--" + f.name.replace("_", "-"), type=int,
+                             default=None if f.name in SIZES else f.default)
     listops.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     listops.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     pathfinder = kinds.add_parser("pathfinder", help="Pathfinder/Path-X images (Linsley et al.'s generator)")
@@ -88,18 +94,45 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _say_built(folder, others: set) -> None:
+    """`stats` built a cache: say so, and which settings the caches already there have (a run's own data, e.g.
+    the demo's, is read with its own settings, not rebuilt)."""
+    settings = []
+    for other in sorted(others):
+        try:
+            settings.append(json.loads((other / "meta.json").read_text())["settings"])
+        except (OSError, ValueError, KeyError):
+            continue
+    note = f"; the caches already there have {settings} (pass the same --max-len/-o to read one)" if settings else ""
+    print(f"s5lra-data: built a cache for these settings: {folder}{note}", file=sys.stderr)
+
+
 def _run(args: argparse.Namespace) -> None:
     if args.command == "generate" and args.kind == "listops":
         from s5lra.data.listops_gen import generate_listops
 
-        settings = ListOpsSettings(**{f.name: getattr(args, f.name) for f in fields(ListOpsSettings)})
-        print(generate_listops(args.root, settings, workers=args.workers, overwrite=args.overwrite))
+        given = {f.name: getattr(args, f.name) for f in fields(ListOpsSettings) if getattr(args, f.name) is not None}
+        if args.n is not None:
+            if set(SIZES) & set(given):
+                raise DataError("--n: give either --n or --n-train/--n-val/--n-test, not both")
+            held_out = max(1, round(args.n * 0.02))
+            if args.n - 2 * held_out < 1:
+                raise DataError(f"--n {args.n}: need at least 3 examples (one per split)")
+            given.update(n_train=args.n - 2 * held_out, n_val=held_out, n_test=held_out)
+        settings = ListOpsSettings(**given)
+        folder = generate_listops(args.root, settings, workers=args.workers, overwrite=args.overwrite)
+        print(f"wrote {settings.n_train:,} train, {settings.n_val:,} val and {settings.n_test:,} test ListOps "
+              f"examples to {folder}/basic_{{train,val,test}}.tsv (settings: generator.json)", file=sys.stderr)
+        print(folder)
     elif args.command == "generate":
         from s5lra.data.pathfinder_gen import generate_pathfinder
 
         extra = {"batch_size": args.batch_size} if args.batch_size else {}
-        print(generate_pathfinder(args.root, resolution=args.resolution, difficulty=args.difficulty, n=args.n,
-                                  seed=args.seed, workers=args.workers, overwrite=args.overwrite, **extra))
+        folder = generate_pathfinder(args.root, resolution=args.resolution, difficulty=args.difficulty, n=args.n,
+                                     seed=args.seed, workers=args.workers, overwrite=args.overwrite, **extra)
+        print(f"wrote {args.n:,} Pathfinder images ({args.resolution} px, {args.difficulty}) to {folder} "
+              f"(split 80/10/10 when loaded; settings: generator.json)", file=sys.stderr)
+        print(folder)
     elif args.command == "download":
         from s5lra.data.download import download
 
@@ -111,11 +144,15 @@ def _run(args: argparse.Namespace) -> None:
         if args.workers:
             options["workers"] = args.workers
         rebuild = getattr(args, "rebuild", False)
+        cache_root = Path(args.cache_dir or Path(args.root) / "cache").expanduser()
+        before = {p.resolve() for p in cache_root.glob(f"{args.task}-*")}
         data = load_task(args.task, args.root, max_len=args.max_len, cache_dir=args.cache_dir, rebuild=rebuild,
                          **options)
         if args.command == "prepare":
             print(data.cache_dir)
             return
+        if Path(data.cache_dir).resolve() not in before:
+            _say_built(data.cache_dir, before)
         from s5lra.data.stats import format_table, task_stats
 
         stats = task_stats(data)

@@ -1,4 +1,5 @@
-"""Batches for training and evaluation, deterministic and resumable, prefetched on a background thread.
+"""Batches for training and evaluation, deterministic and resumable; `prefetched` runs any iterator ahead on a
+background thread (the training loop uses it to put batches on the devices).
 
 Training: each epoch visits a permutation drawn from (seed, epoch) and drops the last partial batch, so
 (epoch, step) pins the exact batch and a resumed run sees what an uninterrupted one would. Evaluation: every
@@ -23,14 +24,13 @@ class BatchIterator:
     """Batches of one split as dicts of NumPy arrays: inputs (stored dtype: uint8/uint16 ids or uint8
     pixels), lengths int32, labels int32, weights float32 (1 real, 0 padding)."""
 
-    def __init__(self, split: Split, batch_size: int, *, train: bool, seed: int = 0, prefetch: int = 2,
-                 process_index: int = 0, process_count: int = 1):
+    def __init__(self, split: Split, batch_size: int, *, train: bool, seed: int = 0, process_index: int = 0,
+                 process_count: int = 1):
         if batch_size % process_count:
             raise DataError(f"batch size {batch_size} does not divide over {process_count} processes")
         if train and len(split) < batch_size:
             raise DataError(f"the training split has {len(split)} examples, fewer than one batch of {batch_size}")
         self.split, self.batch_size, self.train, self.seed = split, batch_size, train, seed
-        self.prefetch = prefetch
         self.local = slice(process_index * batch_size // process_count,
                            (process_index + 1) * batch_size // process_count)
 
@@ -50,6 +50,12 @@ class BatchIterator:
         return {"inputs": self.split.inputs[rows], "lengths": np.asarray(self.split.lengths[rows], np.int32),
                 "labels": np.asarray(self.split.labels[rows], np.int32), "weights": weights}
 
+    def epoch(self, epoch: int = 0, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
+        """The batches of `epoch` from `start_step` on (resume: pass the step the checkpoint stopped at)."""
+        if not 0 <= start_step <= len(self):
+            raise DataError(f"start_step={start_step} is outside the epoch's {len(self)} steps")
+        return self._batches(epoch, start_step)
+
     def _batches(self, epoch: int, start_step: int) -> Iterator[dict[str, np.ndarray]]:
         order = self.order(epoch)
         for step in range(start_step, len(self)):
@@ -58,14 +64,6 @@ class BatchIterator:
             if n_real < self.batch_size:
                 rows = np.concatenate([rows, np.full(self.batch_size - n_real, rows[0])])
             yield self.batch(rows, n_real)
-
-    def epoch(self, epoch: int = 0, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
-        """The batches of `epoch` from `start_step` on (resume: pass the step the checkpoint stopped at)."""
-        if not 0 <= start_step <= len(self):
-            raise DataError(f"start_step={start_step} is outside the epoch's {len(self)} steps")
-        if self.prefetch <= 0:
-            return self._batches(epoch, start_step)
-        return prefetched(lambda: self._batches(epoch, start_step), self.prefetch)
 
 
 _DONE = object()

@@ -40,7 +40,7 @@ N_FIELDS = 11
 NORMALIZE = (0.5, 0.5)
 CHUNK = 512  # images per decoding task
 NPY_MAGIC = b"\x93NUMPY"
-GENERATOR_FILE = "generator.json"  # written by s5lra.data.pathfinder_gen
+GENERATOR_FILE = "generator.json"  # the settings s5lra.data.pathfinder_gen wrote the folder with
 HASH_FOLDERS = False  # 200k images: identified by their (path, size) listing, not read twice
 
 

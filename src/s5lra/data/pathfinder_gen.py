@@ -31,17 +31,17 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from s5lra.atomic import replace_folder, write_bytes
+from s5lra.data.pathfinder import DIFFICULTIES, GENERATOR_FILE
 from s5lra.data.workers import worker_pool
 from s5lra.errors import DataError
 
 from .pathfinder_sprites import (FREE, SEED_BLOCK_LEVEL, SUM_THRESHOLD, Geometry, angle_weights, bytescale,
                                  flip_by_pi, paste, render_marker, translate)
 
-DIFFICULTIES = {"easy": ("curv_baseline", 6), "intermediate": ("curv_contour_length_9", 9),
-                "hard": ("curv_contour_length_14", 14)}
+CONTOUR_LENGTH = {"easy": 6, "intermediate": 9, "hard": 14}  # paddles per target snake, per difficulty
 #: Images per RNG stream / unit of work. Fixed so that results do not depend on the worker count.
 CHUNK = 20
 PADDLE_TRIALS = 3        # max_paddle_retrial = 2
@@ -98,11 +98,11 @@ def lra_params(resolution: int = 32, difficulty: str = "hard") -> PathfinderPara
     """LRA's parameters for a resolution (32, 64, 128, 256) and difficulty (easy, intermediate, hard)."""
     if resolution not in _BASE:
         raise ValueError(f"resolution must be one of {sorted(_BASE)}, got {resolution}")
-    if difficulty not in DIFFICULTIES:
-        raise ValueError(f"difficulty must be one of {sorted(DIFFICULTIES)}, got {difficulty!r}")
+    if difficulty not in CONTOUR_LENGTH:
+        raise ValueError(f"difficulty must be one of {sorted(CONTOUR_LENGTH)}, got {difficulty!r}")
     pad, margins, sd, mr, length, thick, cont, sc, pc, budget, batch = _BASE[resolution]
     return PathfinderParams(resolution, pad, 2, margins, sd, mr, length, thick, cont, sc, pc,
-                            DIFFICULTIES[difficulty][1], budget, batch)
+                            CONTOUR_LENGTH[difficulty], budget, batch)
 
 
 @lru_cache(maxsize=None)
@@ -112,16 +112,6 @@ def _geometry(*args) -> Geometry:
 
 # ----------------------------------------------------------------------------------------------------
 # Sampling
-
-
-@dataclass
-class Snakes:
-    """An accepted image layout before rendering."""
-
-    mask: np.ndarray                               # padded mask levels (for distractor placement)
-    paddles: list[tuple[int, int, int, float]]     # (sprite id, y, x, contrast)
-    tails: np.ndarray                              # (2, 2) seed tails of the target snakes
-    heads: np.ndarray                              # (2, 2) last heads of the target snakes
 
 
 def _extend(g: Geometry, state: np.ndarray, lanes: np.ndarray, piv: np.ndarray, theta: np.ndarray,
@@ -376,9 +366,6 @@ def _write_metadata(folder: Path, p: PathfinderParams, batch: int, batch_size: i
     write_bytes(folder / "metadata" / f"{batch}.npy", buf.getvalue())
 
 
-SETTINGS_FILE = "generator.json"
-
-
 def generate_pathfinder(root, *, resolution: int = 32, difficulty: str = "hard", n: int = 1000, seed: int = 0,
                         workers: int | None = None, batch_size: int = 1000, progress: bool = True,
                         overwrite: bool = False) -> Path:
@@ -395,7 +382,7 @@ def generate_pathfinder(root, *, resolution: int = 32, difficulty: str = "hard",
     p = lra_params(resolution, difficulty)
     if n < 0 or batch_size < 1:
         raise ValueError("n must be >= 0 and batch_size >= 1")
-    final = Path(root) / f"pathfinder{resolution}" / DIFFICULTIES[difficulty][0]
+    final = Path(root) / f"pathfinder{resolution}" / DIFFICULTIES[difficulty]
     settings = {"resolution": resolution, "difficulty": difficulty, "n": n, "seed": seed, "batch_size": batch_size}
     if final.is_dir() and any(final.iterdir()) and not overwrite:
         if _recorded(final) == settings:
@@ -406,7 +393,7 @@ def generate_pathfinder(root, *, resolution: int = 32, difficulty: str = "hard",
     if folder.exists() and _recorded(folder) != settings:  # a staged run with other settings: start over
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / SETTINGS_FILE).write_text(json.dumps(settings, indent=1))
+    (folder / GENERATOR_FILE).write_text(json.dumps(settings, indent=1))
     n_batches = -(-n // batch_size)
     todo_batches = [b for b in range(n_batches) if not (folder / "metadata" / f"{b}.npy").exists()]
     for b in todo_batches:
@@ -436,60 +423,17 @@ def generate_pathfinder(root, *, resolution: int = 32, difficulty: str = "hard",
 
 def _recorded(folder: Path) -> dict | None:
     try:
-        return json.loads((folder / SETTINGS_FILE).read_text())
+        return json.loads((folder / GENERATOR_FILE).read_text())
     except (OSError, ValueError):
         return None
 
 
 def _origin(folder: Path) -> str:
     have = _recorded(folder)
-    return f"generated with {have}" if have else f"no {SETTINGS_FILE}: the LRA release or another generator"
+    return f"generated with {have}" if have else f"no {GENERATOR_FILE}: the LRA release or another generator"
 
 
 def _progress(total: int, enabled: bool, desc: str):
     from tqdm import tqdm
     return tqdm(total=total, disable=not enabled, desc=desc, unit="img")
 
-
-# ----------------------------------------------------------------------------------------------------
-# Looking at the data
-
-
-def save_contact_sheet(images, labels=None, path="pathfinder_contact_sheet.png", *, cols: int = 8,
-                       limit: int = 32, scale: int | None = None) -> Path:
-    """Write a PNG grid of samples, each captioned with its label, for a person to look at.
-
-    `images` is a difficulty folder written by `generate_pathfinder` (labels are then read from its
-    metadata when not given) or a sequence of 2-D uint8 arrays with `labels`.
-    """
-    if isinstance(images, (str, Path)):
-        images, labels = _read_folder(Path(images), limit)
-    images = [np.asarray(im, np.uint8) for im in list(images)[:limit]]
-    labels = list(labels)[:len(images)]
-    if not images:
-        raise ValueError("no images to show")
-    side = images[0].shape[0]
-    scale = scale or max(1, 128 // side)
-    cell, caption = side * scale, 14
-    rows = -(-len(images) // cols)
-    sheet = Image.new("L", (cols * (cell + 4), rows * (cell + caption + 4)), 96)
-    draw = ImageDraw.Draw(sheet)
-    for i, (im, lab) in enumerate(zip(images, labels)):
-        x, y = (i % cols) * (cell + 4) + 2, (i // cols) * (cell + caption + 4) + 2
-        sheet.paste(Image.fromarray(im).resize((cell, cell), Image.NEAREST), (x, y))
-        draw.text((x + 2, y + cell + 1), f"{i}: {'connected' if int(lab) else 'apart'} ({lab})", fill=255)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path)
-    return path
-
-
-def _read_folder(folder: Path, limit: int):
-    images, labels = [], []
-    for meta in sorted((folder / "metadata").glob("*.npy"), key=lambda f: int(f.stem)):
-        for row in np.load(meta):
-            if len(images) == limit:
-                return images, labels
-            images.append(np.asarray(Image.open(folder / str(row[0]) / str(row[1]))))
-            labels.append(int(row[3]))
-    return images, labels

@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from s5lra.model.config import ModelConfig
-from s5lra.ssm import S5SSM
+from s5lra.ssm import ssm_layer
 from s5lra.ssm.layer import valid_mask
 
 
@@ -41,7 +41,7 @@ class SequenceBlock(nn.Module):
         skip = x
         if cfg.prenorm:
             x = self._norm(x, mask)
-        x = S5SSM(cfg.ssm, cfg.d_model, name="ssm")(x, lengths if masked else None)
+        x = ssm_layer(cfg.ssm, cfg.d_model, name="ssm")(x, lengths if masked else None)
         x = self._activation(x, drop)
         x = skip + x.astype(skip.dtype)
         if not cfg.prenorm:

@@ -8,9 +8,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from s5lra.errors import check_choice
-from s5lra.model.config import POOLINGS
-
 
 class TokenEncoder(nn.Module):
     """Embedding lookup plus bias: the official one-hot + Dense, with the same initialisation, minus the matmul."""
@@ -26,8 +23,7 @@ class TokenEncoder(nn.Module):
 
 
 def pool(x, lengths, mode: str):
-    """(B, L, H) -> (B, H): mean over the true length, or the last valid position."""
-    check_choice("mode", mode, POOLINGS)
+    """(B, L, H) -> (B, H): mean over the true length, or the last valid position (mode: mean | last)."""
     length = x.shape[-2]
     if lengths is None:
         lengths = jnp.full(x.shape[:-2], length)

@@ -8,7 +8,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from s5lra.errors import check_choice
 from s5lra.model.block import SequenceBlock
 from s5lra.model.config import ModelConfig
 from s5lra.model.heads import ClassifierHead, RetrievalHead, TokenEncoder, pool
@@ -70,13 +69,11 @@ PRECISIONS = {"fp32": jnp.float32, "bf16": jnp.bfloat16}
 
 def build_model(cfg: ModelConfig, spec, precision: str = "fp32") -> S5Model:
     """The model for a task; sizes (classes, vocabulary, dual inputs, pixel normalisation) come from the data's
-    TaskSpec.
+    TaskSpec. The settings are checked by `cfg.check()` (the training entry point runs it for every run).
 
     precision "bf16" runs the encoder-side GLU and head matmuls in bfloat16 (parameters, norms, the SSM
     projections and the recurrence stay float32/complex64).
     """
-    cfg.check()
-    check_choice("precision", precision, PRECISIONS)
     normalize = getattr(spec, "normalize", None) if spec.vocab_size is None else None
     return S5Model(cfg, n_classes=spec.n_classes, vocab_size=spec.vocab_size, dual=spec.dual,
                    normalize=None if normalize is None else tuple(normalize), dtype=PRECISIONS[precision])

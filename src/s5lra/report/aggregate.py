@@ -82,7 +82,7 @@ class Group:
 
     @property
     def label(self) -> str:
-        return overrides_label(self.overrides)
+        return overrides_label(self.overrides, max_len=None)
 
     @property
     def not_compared(self) -> str | None:

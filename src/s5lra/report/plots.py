@@ -13,6 +13,7 @@ from pathlib import Path
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from s5lra.overrides import overrides_label
 from s5lra.report.aggregate import Group
 from s5lra.report.paper import PAPER_ACCURACY, PUBLISHED_AVERAGES, TASKS, task_title
 from s5lra.stuck import MARGIN
@@ -70,7 +71,8 @@ def learning_curves(group: Group, out: Path) -> Path:
     handles, labels = ax_acc.get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.06 + 0.04 * ((len(labels) - 1) // 4), 1, 1))
-    path = out / f"curves_{slug(group.experiment + ('_' + group.label if group.label else ''))}.png"
+    label = overrides_label(group.overrides)  # capped: a file name
+    path = out / f"curves_{slug(group.experiment + ('_' + label if label else ''))}.png"
     fig.savefig(path, dpi=110)
     return path
 

@@ -101,7 +101,7 @@ def markdown(groups: list[Group], average: dict | None, left_out: list[dict] = (
     if left_out:
         lines += ["", "## Runs left out of the means", "",
                   "| Task | Experiment | Seed | Status | Why | Run directory |", "|---|---|---|---|---|---|"]
-        lines += [f"| {task_title(r['task'])} | {_setting(r['experiment'], overrides_label(r['overrides']))} | "
+        lines += [f"| {task_title(r['task'])} | {_setting(r['experiment'], overrides_label(r['overrides'], max_len=None))} | "
                   f"{r['seed']} | {r['status']} | {r['reason']} | `{r['run_dir']}` |" for r in left_out]
     return "\n".join(lines) + "\n"
 

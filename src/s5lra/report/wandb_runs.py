@@ -1,4 +1,4 @@
-"""A W&B run (from the public API or an offline run file) written back as a run directory.
+"""A W&B run (from the public API: runs that live on W&B only) written back as a run directory.
 
 The training logger sends each metrics event to W&B as `<split>/<metric>` next to `step`, `epoch`, `lr`,
 `ssm_lr`; this module inverts that, so W&B runs and local runs go through the same report.
@@ -30,33 +30,6 @@ class WandbRun:
     hardware: str | None = None
     tags: list[str] = field(default_factory=list)
     group: str | None = None
-
-
-def merge_runs(parts: list[WandbRun]) -> WandbRun:
-    """One run from the segments of a resumed run (same id, in the order they ran). A resumed segment restarts
-    at its checkpoint and logs the steps after it again, so an earlier segment keeps only the rows before the
-    next segment's first step. Config and summary: later values win; `_runtime` adds up (each offline segment
-    counts its own process's time)."""
-    if len({p.id for p in parts}) != 1:
-        raise ValueError(f"merge_runs: segments of different runs {sorted({p.id for p in parts})}")
-    history: list[dict] = []
-    config: dict = {}
-    summary: dict = {}
-    runtime = 0.0
-    for part in parts:
-        steps = [row["step"] for row in part.history if row.get("step") is not None]
-        if steps:
-            history = [row for row in history if row.get("step") is None or row["step"] < min(steps)]
-        history += part.history
-        config.update(part.config)
-        summary.update(part.summary)
-        runtime += part.summary.get("_runtime") or 0.0
-    if runtime:
-        summary["_runtime"] = runtime
-    tags = list(dict.fromkeys(t for part in parts for t in part.tags))
-    hardware = next((p.hardware for p in reversed(parts) if p.hardware), None)
-    group = next((p.group for p in reversed(parts) if p.group), None)
-    return WandbRun(parts[0].id, config, summary, history, hardware, tags, group)
 
 
 def history_to_events(rows: list[dict]) -> list[dict]:

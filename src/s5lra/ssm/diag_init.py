@@ -27,9 +27,7 @@ def s4d_spectrum(kind: str, n: int) -> np.ndarray:
         return -0.5 + 1j * np.pi * m
     if kind == "s4d_inv":
         return -0.5 + 1j * (n / np.pi) * (n / (2 * m + 1) - 1)
-    if kind == "s4d_real":
-        return -(m + 1.0) + 0j
-    raise ValueError(kind)
+    return -(m + 1.0) + 0j  # s4d_real
 
 
 def ptd_block(n: int, conj_sym: bool, settings: PTDSettings):
@@ -58,11 +56,11 @@ def diagonal_init(kind: str, state_size: int, blocks: int, conj_sym: bool = True
     have no eigenbasis: B̃ and C̃ are then S5's samples directly.
     """
     check_choice("init", kind, INITS)
+    if kind == "hippo":
+        return hippo_init(state_size, blocks, conj_sym)  # checks the sizes itself
     if state_size % blocks:
         raise InvalidSetting("state_size", state_size, f"must divide by blocks={blocks}")
     n = state_size // blocks
-    if kind == "hippo":
-        return hippo_init(state_size, blocks, conj_sym)
     if kind == "ptd":
         lam, v, vinv = ptd_block(n, conj_sym, ptd)
     else:

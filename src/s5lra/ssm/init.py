@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 from scipy.linalg import block_diag
 
+from s5lra.errors import InvalidSetting
+
 C_INITS = ("trunc_standard_normal", "lecun_normal", "complex_normal")
 
 
@@ -34,10 +36,10 @@ def hippo_init(state_size: int, blocks: int, conj_sym: bool = True):
     with conj_sym, else state_size. V's blocks have orthonormal columns, so Vinv = Vᴴ.
     """
     if state_size % blocks:
-        raise ValueError(f"model.ssm.state_size={state_size} is not divisible by model.ssm.blocks={blocks}")
+        raise InvalidSetting("state_size", state_size, f"is not divisible by blocks={blocks}")
     n = state_size // blocks
     if conj_sym and n % 2:
-        raise ValueError(f"conj_sym needs an even block size; state_size/blocks = {n}")
+        raise InvalidSetting("state_size", state_size, f"conj_sym needs an even block size; state_size/blocks = {n}")
     s = hippo_legs_normal(n)
     lambda_re = np.mean(np.diag(s))
     lambda_im, v = np.linalg.eigh(-1j * (s - np.diag(np.diag(s))))
@@ -67,8 +69,6 @@ def init_C(key, v: np.ndarray, d_model: int, C_init: str, bidirectional: bool) -
     - complex_normal: real and imaginary parts N(0, 1/2) directly in the eigenbasis (no V).
     Bidirectional draws the two directions' C independently.
     """
-    if C_init not in C_INITS:
-        raise ValueError(f"model.ssm.C_init={C_init!r}; expected one of {C_INITS}")
     full, half = v.shape
     if C_init == "complex_normal":
         width = 2 * half if bidirectional else half
@@ -77,7 +77,7 @@ def init_C(key, v: np.ndarray, d_model: int, C_init: str, bidirectional: bool) -
     def one(k):
         if C_init == "lecun_normal":
             c = jax.nn.initializers.lecun_normal()(k, (d_model, full, 2), jnp.float32)
-        else:
+        else:  # trunc_standard_normal
             rows = jax.random.split(k, d_model)
             c = jax.vmap(lambda r: jax.nn.initializers.lecun_normal()(r, (1, full, 2), jnp.float32)[0])(rows)
         return (c[..., 0] + 1j * c[..., 1]) @ jnp.asarray(v, jnp.complex64)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from s5lra.errors import check_choice
 from s5lra.ssm.recurrence import linear_recurrence
 
 DISCRETIZATIONS = ("zoh", "bilinear")
@@ -22,10 +23,8 @@ def discrete_system(lam, delta, discretization: str = "zoh"):
     if discretization == "zoh":
         lam_bar = jnp.exp(lam * delta)
         return lam_bar, (lam_bar - 1.0) / lam
-    if discretization == "bilinear":
-        inv = 1.0 / (1.0 - delta / 2.0 * lam)
-        return inv * (1.0 + delta / 2.0 * lam), inv * delta
-    raise ValueError(f"model.ssm.discretization={discretization!r}; expected one of {DISCRETIZATIONS}")
+    inv = 1.0 / (1.0 - delta / 2.0 * lam)  # bilinear
+    return inv * (1.0 + delta / 2.0 * lam), inv * delta
 
 
 def discretize(params, *, discretization: str = "zoh", clip_eigs: bool = False, step_rescale: float = 1.0):
@@ -76,6 +75,7 @@ def apply_s5(
     lengths: optional true lengths ((batch,) or a scalar). Inputs at positions >= length are zeroed, so the
     forward states at valid positions are unchanged and the reverse direction starts at each sequence's end.
     """
+    check_choice("discretization", discretization, DISCRETIZATIONS)
     lam_bar, b_bar = discretize(
         params, discretization=discretization, clip_eigs=clip_eigs, step_rescale=step_rescale
     )

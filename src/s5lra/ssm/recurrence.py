@@ -19,9 +19,9 @@ CHECKPOINT_CHUNK = 128
 def resolve_method(method: str) -> str:
     """"auto" -> the method for the default backend.
 
-    CPU: `lax.scan` (experiments/bench/layer.py: ~3x the associative scan on a Path-X layer, less memory,
-    ~10x faster compile). GPU: the Pallas/Triton kernel, since a host-driven `lax.scan` pays per step there
-    (performance.md), but only once it has passed its self-check on this GPU (s5lra.ssm.selfcheck: run in a
+    CPU: `lax.scan` (faster than the associative scan, less memory, faster to compile: docs/performance.md,
+    section 4). GPU: the Pallas/Triton kernel, since a host-driven `lax.scan` pays per step there
+    (docs/performance.md, section 3), but only once it has passed its self-check on this GPU (s5lra.ssm.selfcheck: run in a
     subprocess the first time, then cached on disk); otherwise the associative scan. TPU: the associative scan
     (the kernel targets Triton).
     """
@@ -58,7 +58,7 @@ def associative(a, b, reverse=False):
     return lax.associative_scan(combine, (a, b), axis=b.ndim - 2, reverse=reverse)[1]
 
 
-def sequential(a, b, reverse=False, unroll=1):
+def sequential(a, b, reverse=False):
     """`lax.scan` over time with the state as the carry; O(1) extra memory per step in the forward pass."""
     bt = jnp.moveaxis(b, -2, 0)
     init = jnp.zeros(bt.shape[1:], jnp.result_type(a, b))
@@ -69,7 +69,7 @@ def sequential(a, b, reverse=False, unroll=1):
             x = decay * x + b_k
             return x, x
 
-        _, xs = lax.scan(step, init, bt, reverse=reverse, unroll=unroll)
+        _, xs = lax.scan(step, init, bt, reverse=reverse)
     else:
         at = jnp.moveaxis(jnp.broadcast_to(a, jnp.broadcast_shapes(a.shape, b.shape)), -2, 0)
 
@@ -77,7 +77,7 @@ def sequential(a, b, reverse=False, unroll=1):
             x = ab[0] * x + ab[1]
             return x, x
 
-        _, xs = lax.scan(step, init, (at, bt), reverse=reverse, unroll=unroll)
+        _, xs = lax.scan(step, init, (at, bt), reverse=reverse)
     return jnp.moveaxis(xs, 0, -2)
 
 

@@ -25,7 +25,7 @@ class TaskBatches:
         self.spec = task.spec
 
     def _iterator(self, split: str, batch_size: int, train: bool, seed: int = 0) -> BatchIterator:
-        return BatchIterator(self.task.splits[split], batch_size, train=train, seed=seed, prefetch=0,
+        return BatchIterator(self.task.splits[split], batch_size, train=train, seed=seed,
                              process_index=jax.process_index(), process_count=jax.process_count())
 
     def steps_per_epoch(self, batch_size: int) -> int:

@@ -136,6 +136,7 @@ class Run:
                        "window": Window().to_record()}
         self.window = Window()
         self.pending = []  # this window's per-step metrics vectors, still on the device
+        self.wall_before = 0.0
         self.stop: StopSignals | None = None
         self.stuck_rule = StuckRule.for_task(cfg.dataset.name, cfg.trainer.epochs, cfg.trainer.stuck_after_epochs,
                                              cfg.trainer.stuck_margin)
@@ -175,6 +176,7 @@ class Run:
             if not self.same_run:  # a new run from another run's checkpoint: a W&B run of its own
                 self.record["wandb_run_id"] = None
         self.step = int(jax.device_get(self.state.step))
+        self.wall_before = self.record["wall_time_s"]
         self.window = Window.from_record(self.record["window"])
         self.n_params = count_params(self.state.params)
         if self.lead:
@@ -334,7 +336,8 @@ class Run:
 
     # --- the record ---------------------------------------------------------------------------------------
     def wall_time(self) -> float:
-        return self.record["wall_time_s"] + time.time() - self.started
+        """Training wall time over all of the run's processes: earlier ones' (restored) plus this one's."""
+        return self.wall_before + time.time() - self.started
 
     def results(self, status: str, error: BaseException | None = None) -> dict:
         s, record = self.setup, self.record

@@ -1,4 +1,4 @@
-"""The optimizer: parameter groups by leaf name (reference section 5), one optax transform per group.
+"""The optimizer: parameter groups by leaf name (docs/s5.md, section 6 "Optimizer groups"), one optax transform per group.
 
 | groups         | Adam at ssm_lr, no decay        | AdamW at ssm_lr | AdamW at lr            |
 | standard       | B, Lambda_re, Lambda_im, log_step | -             | everything else        |
@@ -21,8 +21,6 @@ import optax
 
 from typing import TYPE_CHECKING
 
-from s5lra.errors import ConfigError
-
 if TYPE_CHECKING:
     from s5lra.train.config import OptimizerConfig
 
@@ -39,29 +37,22 @@ SELECTIVE = {"delta_W1", "delta_W2"}
 GROUPS = tuple(SSM_NO_DECAY)
 
 
-def _key_name(entry) -> str:
-    return str(getattr(entry, "key", getattr(entry, "name", entry)))
-
-
 def param_labels(params, cfg: OptimizerConfig):
     """Pytree of group labels ("ssm", "ssm_decay", "selective", "regular") matching `params`."""
-    if cfg.groups not in SSM_NO_DECAY:
-        raise ConfigError(f"optimizer.groups={cfg.groups!r}; expected one of {GROUPS}")
     no_decay = set(SSM_NO_DECAY[cfg.groups]) | LRU_SSM
     if cfg.dt_global:
         no_decay.discard("log_step")
     decay = SSM_DECAY.get(cfg.groups, set())
 
     def label(path, _):
-        names = [_key_name(p) for p in path]
-        leaf = names[-1]
+        *modules, leaf = jax.tree_util.keystr(path, simple=True, separator="/").split("/")
         if leaf in SELECTIVE:
             return "selective"
         if leaf in no_decay:
             return "ssm"
         if leaf in decay:
             return "ssm_decay"
-        if not cfg.norm_decay and any("norm" in n.lower() for n in names[:-1]):
+        if not cfg.norm_decay and any("norm" in n.lower() for n in modules):
             return "ssm"  # what the official name list ("norm" among the SSM keys) meant
         return "regular"
 

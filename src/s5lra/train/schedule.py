@@ -1,4 +1,4 @@
-"""Per-step learning-rate schedule: linear warmup, then cosine to lr_min (reference section 5).
+"""Per-step learning-rate schedule: linear warmup, then cosine to lr_min (docs/s5.md, section 7).
 
 The official code sets the rate *after* each update from the step just taken, so update k runs at
 f(k - 1) and the first update at the full rate; its cosine also counts the global step, so it bottoms
