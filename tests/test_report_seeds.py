@@ -29,7 +29,8 @@ def test_mixed_run_folders_are_counted_by_outcome(tmp_path, monkeypatch):
                                                                     save(fig, path, **kw)))
     runs = tmp_path / "sweep"
     # Path-X seeds: two learned, two stopped at chance, one completed at chance, one failed, one diverged,
-    # one preempted before its first evaluation; majority baseline 0.5, so learned means best val > 0.55
+    # one preempted before its first evaluation, one still running; majority baseline 0.5, so learned means best
+    # val > 0.55
     for seed, test in ((0, 0.98), (1, 0.96)):
         set_results(make_run(runs / str(seed), task="pathx", seed=seed, test=test, val=test), majority_baseline=0.5,
                     learned=True)
@@ -41,6 +42,7 @@ def test_mixed_run_folders_are_counted_by_outcome(tmp_path, monkeypatch):
     set_results(make_run(runs / "6", task="pathx", seed=6), status="diverged")
     set_results(make_run(runs / "7", task="pathx", seed=7), status="preempted", test_accuracy=None,
                 best_val_accuracy=None)
+    set_results(make_run(runs / "8", task="pathx", seed=8), status="running")  # still going (or killed)
     estimate_only = runs / "estimate"  # trainer.estimate=true: its config and estimate.json, nothing trained
     (estimate_only / ".hydra").mkdir(parents=True)
     (estimate_only / ".hydra" / "config.yaml").write_text("name: lra/pathx\ndataset: {name: pathx}\n")
@@ -49,20 +51,20 @@ def test_mixed_run_folders_are_counted_by_outcome(tmp_path, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the estimate-only directory is no broken run
         loaded = load_runs([runs])
-    assert sorted(r.path.name for r in loaded) == [str(s) for s in range(8)]
+    assert sorted(r.path.name for r in loaded) == [str(s) for s in range(9)]
     [group] = group_runs(loaded)
     assert group.seeds == [0, 1, 2, 3, 4] and group.outcomes == ["learned", "learned", "stuck", "stuck", "chance"]
-    assert group.counts == {"started": 8, "learned": 2, "chance": 1, "stuck": 2, "failed": 2, "unfinished": 1}
+    assert group.counts == {"started": 9, "learned": 2, "chance": 1, "stuck": 2, "failed": 2, "unfinished": 2}
     assert group.mean == pytest.approx((98 + 96 + 50 + 50 + 51) / 5)  # every completed seed, stuck included
     assert group.learned_mean == pytest.approx(97.0) and group.learned_std == pytest.approx(2 ** 0.5)
     assert group.paper == 98.58  # the paper comparison is over all completed seeds
-    assert sorted(r["status"] for r in left_out(loaded)) == ["diverged", "failed", "preempted"]
+    assert sorted(r["status"] for r in left_out(loaded)) == ["diverged", "failed", "preempted", "running"]
 
     build_report([runs], tmp_path / "out")
     md = (tmp_path / "out" / "results.md").read_text()
     assert "| Path-X | `lra/pathx` | 69.00 ± 25.57 | 5 |" in md
     seeds = md.split("## Seeds per setting", 1)[1]
-    assert "| `lra/pathx` (Path-X) | 8 | 2 | 2 | 2 | 1 | 1 | 69.00 ± 25.57 (5) | 97.00 ± 1.41 (2) |" in seeds
+    assert "| `lra/pathx` (Path-X) | 9 | 2 | 2 | 2 | 1 | 2 | 69.00 ± 25.57 (5) | 97.00 ± 1.41 (2) |" in seeds
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())["groups"][0]
     assert summary["counts"]["stuck"] == 2 and summary["n_learned"] == 2
     assert (tmp_path / "out" / "curves_lra_pathx.png").stat().st_size > 0

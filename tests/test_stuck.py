@@ -44,9 +44,8 @@ def test_random_labels_stop_stuck_at_the_configured_epoch_and_resume_with_the_ch
     assert results["stuck_rule"] == {"enabled": True, "after_epochs": 2.0, "margin": 0.25,
                                      "val_majority_baseline": pytest.approx(results["learned_threshold"] - 0.25)}
     assert results["best_val_accuracy"] <= results["learned_threshold"]
-    alerts = [r.alert for r in wandb_records(next((run_dir / "wandb").glob("offline-run-*/run-*.wandb")))
-              if r.WhichOneof("record_type") == "alert"]
-    assert len(alerts) == 1 and "stuck" in alerts[0].title and "after 2.0 epochs" in alerts[0].text
+    alerts = [r["alert"] for r in wandb_records(run_dir) if r["type"] == "alert"]
+    assert len(alerts) == 1 and "stuck" in alerts[0]["title"] and "after 2.0 epochs" in alerts[0]["text"]
 
     resumed = run_inprocess(run_dir, [*overrides(root, "trainer.stop_if_stuck=false", "trainer.resume=auto")])
     assert resumed["status"] == "completed" and resumed["steps"] == 6 * STEPS_PER_EPOCH

@@ -4,8 +4,9 @@ A run directory is what `run_train.py` leaves behind: `results.json`, `metrics.j
 and `.hydra/overrides.yaml` (the command line's "key=value" overrides; results.json may carry the same list as
 `overrides`, which then wins). A run with a missing or malformed file is skipped with a warning naming that
 file, so one broken run (still running, killed, half-copied) never costs the whole report. A run that stopped
-early keeps its results.json `status` (completed | stuck | preempted | interrupted | diverged | failed;
-results.json written before statuses existed counts as completed) and may have no accuracy yet (null). A
+early keeps its results.json `status` (completed | stuck | running | preempted | interrupted | diverged | failed;
+results.json written before statuses existed counts as completed; `running` is a run still going or one killed
+outright, an unfinished seed) and may have no accuracy yet (null). A
 directory that only holds a cost estimate (`trainer.estimate=true`: estimate.json, no results.json or
 metrics.jsonl) trained nothing and is not a run.
 """
@@ -23,7 +24,7 @@ import yaml
 RUN_FILES = ("results.json", "metrics.jsonl", ".hydra/config.yaml")
 OVERRIDES_FILE = ".hydra/overrides.yaml"
 ESTIMATE_FILE = "estimate.json"  # s5lra.train.estimate
-STATUSES = ("completed", "stuck", "preempted", "interrupted", "diverged", "failed")
+STATUSES = ("completed", "stuck", "running", "preempted", "interrupted", "diverged", "failed")
 SPLITS = ("train", "val", "test")
 ACCURACY_KEYS = ("best_val_accuracy", "test_accuracy")
 _SKIP_DIRS = {"checkpoints", "wandb", ".hydra"}  # large or never a run of their own
