@@ -36,7 +36,7 @@ from s5lra.train.config import TrainConfig, validate
 from s5lra.train.data import TaskBatches, open_task
 from s5lra.train.loop import set_up
 from s5lra.train.sharding import initialize_distributed, prefetch_to_device
-from s5lra.train.steps import build, make_eval_step, make_train_step
+from s5lra.train.steps import build, make_train_step
 
 log = logging.getLogger("s5lra")
 
@@ -153,11 +153,8 @@ def estimate(cfg: TrainConfig, run_dir: str | Path, *, allocation: Allocation = 
                     "split sizes instead", err)
         data, source = synthetic_task(cfg.dataset.name, cfg.dataset.max_len), "synthetic (LRA release sizes)"
     sizes = {s: len(data.task.splits[s]) for s in ("train", "val", "test")}
-    if sizes["train"] < tcfg.batch_size:
-        raise DataError(f"the training split has {sizes['train']} examples, fewer than one batch of "
-                        f"{tcfg.batch_size} (trainer.batch_size)")
     setup = set_up(cfg, data=data)
-    state, mesh, model, steps_per_epoch = setup.state, setup.mesh, setup.model, setup.steps_per_epoch
+    state, mesh, steps_per_epoch = setup.state, setup.mesh, setup.steps_per_epoch
     eval_batch, total_steps = setup.eval_batch, setup.total_steps
     batches = prefetch_to_device(data.train_batches_from(tcfg.batch_size, cfg.seed, 0), mesh)
     batch = next(batches)
@@ -176,7 +173,7 @@ def estimate(cfg: TrainConfig, run_dir: str | Path, *, allocation: Allocation = 
         remat = {"compile_s": seconds, **_memory(compiled), "override": "model.remat=true"}
         remat["fits"] = remat["peak_bytes"] is None or remat["peak_bytes"] <= capacity
         if remat["fits"]:
-            train_step, compile_s, model = compiled, seconds, remat_model
+            train_step, compile_s = compiled, seconds
     timed_variant = "configured" if fits else ("model.remat=true" if remat and remat["fits"] else None)
 
     step_s = eval_s = eval_compile_s = None
@@ -191,8 +188,8 @@ def estimate(cfg: TrainConfig, run_dir: str | Path, *, allocation: Allocation = 
         step_s = (time.perf_counter() - tic) / tcfg.estimate_steps
         eval_host = next(iter(data.eval_batches("val", eval_batch)))
         (eval_device,) = prefetch_to_device([eval_host], mesh)
-        eval_step, eval_compile_s = _timed(lambda: (setup.eval_step if model is setup.model else make_eval_step(
-            model, mesh)).lower(state.params, state.batch_stats, eval_device).compile())
+        eval_step, eval_compile_s = _timed(lambda: setup.eval_step.lower(state.params, state.batch_stats,
+                                                                          eval_device).compile())
         jax.block_until_ready(eval_step(state.params, state.batch_stats, eval_device))  # untimed first call
         _, eval_s = _timed(lambda: jax.block_until_ready(eval_step(state.params, state.batch_stats, eval_device)))
     del batches
