@@ -341,3 +341,21 @@ def test_throughput_windows_leave_out_evaluation_and_checkpoint_time(monkeypatch
     with window.paused():
         pass
     assert window.flush()["examples_per_s"] == pytest.approx(50.0 / 5.0)  # 12 s, 7 of them paused
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("options", {"min_freq": 0}, "dataset: min_freq=0: expected a positive integer"),
+    ("options", {"colour": True}, "dataset: unknown option(s) ['colour'] for task 'listops'"),
+    ("generate", {"n_train": -1}, "the split sizes must not be negative"),
+    ("generate", {"depth": 3}, "dataset: dataset.generate: unknown key(s) ['depth'] for listops"),
+])
+def test_dataset_options_and_generator_settings_are_checked_before_the_run(field, value, message):
+    from s5lra.train.config import ConfigError, TrainConfig, validate
+
+    cfg = TrainConfig()
+    if field == "options" and "min_freq" in value:
+        cfg.dataset.name = "text"
+    setattr(cfg.dataset, field, value)
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert message in str(err.value)

@@ -76,9 +76,13 @@ def _read_split(folder: Path, options: dict, split: str) -> tuple[np.ndarray, np
     return _read(folder, TRAIN_FILES if split == "train" else TEST_FILES)
 
 
-def build(folder: Path, options: dict, out: ArrayWriter) -> dict:
+def check(options: dict) -> None:
     if options["val_split"] not in ("last", "random"):
         raise DataError(f"val_split={options['val_split']!r}: expected 'last' or 'random'")
+    tfds.wanted(options)
+
+
+def build(folder: Path, options: dict, out: ArrayWriter) -> dict:
     pixels, labels = _read_split(folder, options, "train")
     n_val = len(pixels) // 10
     order = np.arange(len(pixels))

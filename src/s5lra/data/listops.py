@@ -89,12 +89,16 @@ def build(folder: Path, options: dict, out: ArrayWriter) -> dict:
     return {"seq_len": max_len, "n_classes": N_CLASSES, "vocab": vocab, "splits": sizes, "truncation": truncation}
 
 
-def generate(root: Path, options: dict, generate: dict, workers: int | None) -> None:
-    """Create the TSVs from generator settings unless they exist; refuse data made with other settings."""
+def check_generate(generate: dict) -> None:
     known = set(listops_gen.ListOpsSettings.__dataclass_fields__)
     if set(generate) - known:
         raise DataError(f"dataset.generate: unknown key(s) {sorted(set(generate) - known)} for listops; "
                         f"known: {sorted(known)}")
+    listops_gen.ListOpsSettings(**generate).check()
+
+
+def generate(root: Path, options: dict, generate: dict, workers: int | None) -> None:
+    """Create the TSVs from generator settings unless they exist; refuse data made with other settings."""
     settings = listops_gen.ListOpsSettings(**generate)
     folder = Path(root).expanduser() / listops_gen.FOLDER
     recorded = folder / listops_gen.SETTINGS_FILE

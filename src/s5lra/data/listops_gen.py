@@ -54,6 +54,14 @@ class ListOpsSettings:
     max_length: int = 2000
     seed: int = 0
 
+    def check(self) -> None:
+        """DataError unless some tree satisfies the settings and the sizes make sense."""
+        if self.max_length - self.min_length < 2 or self.max_depth < 2 or self.max_args < 2:
+            raise DataError(f"no ListOps tree can satisfy {self} (need max_length - min_length >= 2, "
+                            "max_depth >= 2, max_args >= 2)")
+        if min(self.n_train, self.n_val, self.n_test) < 0:
+            raise DataError(f"{self}: the split sizes must not be negative")
+
 
 class _TooLong(Exception):
     pass
@@ -160,9 +168,7 @@ def generate_listops(root: str | Path, settings: ListOpsSettings | None = None, 
     The folder appears only when complete. A non-empty folder is refused unless `overwrite` is set; then it
     is replaced, also only once the new one is complete."""
     settings = settings or ListOpsSettings()
-    if settings.max_length - settings.min_length < 2 or settings.max_depth < 2 or settings.max_args < 2:
-        raise DataError(f"no ListOps tree can satisfy {settings} (need max_length - min_length >= 2, "
-                        "max_depth >= 2, max_args >= 2)")
+    settings.check()
     folder = Path(root).expanduser() / FOLDER
     if not overwrite and folder.is_dir() and any(folder.iterdir()):
         raise DataError(f"{folder} is not empty; pass --overwrite (overwrite=True) to replace it, or choose "

@@ -44,7 +44,8 @@ GENERATOR_FILE = "generator.json"  # the settings s5lra.data.pathfinder_gen wrot
 HASH_FOLDERS = False  # 200k images: identified by their (path, size) listing, not read twice
 
 
-def _check(options: dict) -> tuple[int, str]:
+def check(options: dict) -> tuple[int, str]:
+    """(resolution, the difficulty's folder name); DataError for values the release does not have."""
     res, difficulty = options["resolution"], options["difficulty"]
     if res not in RESOLUTIONS:
         raise DataError(f"resolution={res!r}: expected one of {RESOLUTIONS}")
@@ -54,7 +55,7 @@ def _check(options: dict) -> tuple[int, str]:
 
 
 def locate(root: Path, options: dict) -> Path:
-    res, folder = _check(options)
+    res, folder = check(options)
     names = [f"pathfinder{res}/{folder}", f"pathfinder/pathfinder{res}/{folder}"]
     how_to = (f"s5lra-data generate pathfinder --resolution {res} --difficulty {options['difficulty']} "
               f"--n 200000 --root {root}, or s5lra-data download lra --root {root}")
@@ -165,7 +166,7 @@ def split_indices(names: list[str], seed: int) -> dict[str, np.ndarray]:
 
 
 def build(folder: Path, options: dict, out: ArrayWriter) -> dict:
-    side, _ = _check(options)
+    side, _ = check(options)
     paths, labels = read_index(folder)
     length = side * side
     everything = out.folder / "all_images.npy"
@@ -195,19 +196,26 @@ def build(folder: Path, options: dict, out: ArrayWriter) -> dict:
             "splits": sizes, "skipped": {"unreadable_images": len(skipped)}, "skipped_files": skipped[:100]}
 
 
-def generate(root: Path, options: dict, generate: dict, workers: int | None) -> None:
-    """Run the Pathfinder generator for this resolution/difficulty; it resumes and skips finished batches."""
+def check_generate(generate: dict) -> None:
     import inspect
 
     from s5lra.data.pathfinder_gen import generate_pathfinder  # written separately; imported on use
 
-    res, _ = _check(options)
     # overwrite is the command line's alone: in a config it would regenerate the data on every load
     allowed = set(inspect.signature(generate_pathfinder).parameters) - {"root", "resolution", "difficulty", "workers",
                                                                         "overwrite"}
     if set(generate) - allowed:
         raise DataError(f"dataset.generate: unknown key(s) {sorted(set(generate) - allowed)} for pathfinder; "
                         f"known: {sorted(allowed)}")
+    if generate.get("n", 0) < 0 or generate.get("batch_size", 1) < 1:
+        raise DataError(f"dataset.generate: n must be >= 0 and batch_size >= 1 (got {generate})")
+
+
+def generate(root: Path, options: dict, generate: dict, workers: int | None) -> None:
+    """Run the Pathfinder generator for this resolution/difficulty; it resumes and skips finished batches."""
+    from s5lra.data.pathfinder_gen import generate_pathfinder
+
+    res, _ = check(options)
     try:
         generate_pathfinder(root, resolution=res, difficulty=options["difficulty"], workers=workers, **generate)
     except ValueError as e:

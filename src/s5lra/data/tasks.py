@@ -105,14 +105,10 @@ def load_task(name: str, root: str | os.PathLike, *, generate: dict | None = Non
     cache_dir: where caches live (default `<root>/cache`). Other options: the task's knobs, see DEFAULTS
     in its module (e.g. min_freq for text, resolution/difficulty for pathfinder); `workers` for builds.
     """
-    if name not in TASKS:
-        raise DataError(f"dataset.name={name!r}: unknown task; known: {', '.join(TASKS)}")
+    options = check_settings(name, max_len=max_len, generate=generate, **options)
     task = TASKS[name]
     root = Path(root).expanduser()
-    options = _options(name, task, max_len, options)
     if generate is not None:
-        if not hasattr(task.module, "generate"):
-            raise DataError(f"dataset.generate: task {name!r} has no generator (only listops, pathfinder, pathx)")
         task.module.generate(root, options, dict(generate), options.get("workers"))
     folder = task.module.locate(root, options)
     settings = {k: v for k, v in options.items() if k not in RUNTIME_OPTIONS}
@@ -134,6 +130,23 @@ def load_task(name: str, root: str | os.PathLike, *, generate: dict | None = Non
             digest = hashlib.sha256(json.dumps(vocab).encode()).hexdigest()[:16]
             cache_folder, meta, arrays = load({**settings, "vocab_sha256": digest}, {**options, "vocab": vocab})
     return _task_data(name, cache_folder, meta, arrays)
+
+
+def check_settings(name: str, *, max_len: int | None = None, generate: dict | None = None, **options) -> dict:
+    """Check a task's settings without reading any data (DataError naming the setting); returns its options
+    with the defaults filled in. Each task module may check its option values (`check(options)`) and its
+    generator settings (`check_generate(generate)`)."""
+    if name not in TASKS:
+        raise DataError(f"dataset.name={name!r}: unknown task; known: {', '.join(TASKS)}")
+    task = TASKS[name]
+    options = _options(name, task, max_len, options)
+    if hasattr(task.module, "check"):
+        task.module.check(options)
+    if generate is not None:
+        if not hasattr(task.module, "check_generate"):
+            raise DataError(f"dataset.generate: task {name!r} has no generator (only listops, pathfinder, pathx)")
+        task.module.check_generate(dict(generate))
+    return options
 
 
 def _options(name: str, task: TaskDef, max_len: int | None, options: dict) -> dict:

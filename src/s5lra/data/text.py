@@ -24,6 +24,12 @@ CLASSES = ("neg", "pos")  # label 0, 1
 SPLITS = ("train", "test")
 
 
+def check(options: dict) -> None:
+    if not isinstance(options["min_freq"], int) or options["min_freq"] < 1:
+        raise DataError(f"min_freq={options['min_freq']!r}: expected a positive integer")
+    tfds.wanted(options)
+
+
 def locate(root: Path, options: dict) -> Path:
     if tfds.wanted(options):
         return tfds.locate(options, tfds.IMDB)

@@ -16,7 +16,7 @@ from omegaconf import MISSING
 
 from s5lra.model.config import ModelConfig
 from s5lra.ssm.config import SSMConfig
-from s5lra.errors import ConfigError, InvalidSetting, check_choice
+from s5lra.errors import ConfigError, DataError, InvalidSetting, check_choice
 
 __all__ = [
     "DatasetConfig", "EvalConfig", "LoggerConfig", "ModelConfig", "OptimizerConfig", "PathsConfig",
@@ -178,11 +178,15 @@ def _check_positive(section, *names, optional=False) -> None:
 
 
 def _check_dataset(d: DatasetConfig) -> None:
-    from s5lra.data.tasks import TASKS
+    from s5lra.data.tasks import TASKS, check_settings
 
     check_choice("name", d.name, TASKS)
     if d.max_len is not None and d.max_len < 2:
         raise InvalidSetting("max_len", d.max_len, "must be at least 2 (one token and <eos>) or null")
+    try:
+        check_settings(d.name, max_len=d.max_len, generate=d.generate, **d.options)
+    except DataError as err:
+        raise ConfigError(f"dataset: {err}") from None
 
 
 def _check_optimizer(o: OptimizerConfig) -> None:
