@@ -3,8 +3,10 @@
 The same set-up as training (s5lra.train.loop.set_up: data, model, optimizer, state, the steps on the real
 devices), then:
 compile the train and eval steps (timed), read XLA's memory analysis of the compiled train step, run
-WARMUP_STEPS untimed and `trainer.estimate_steps` timed training steps on the task's own batches (through the
-loop's prefetch, so the host's share is in the figure), and one timed evaluation batch. From these and the
+untimed warm-up steps (WARMUP_STEPS, WARMUP_S) and `trainer.estimate_steps` timed training steps on the task's own batches (through the
+loop's prefetch, so the host's share is in the figure; each step waited for, and the median taken, so that a
+passing disturbance — another process, a data cache just written back to disk — does not skew it), and one
+timed evaluation batch. From these and the
 schedule (steps per epoch, epochs or max_steps, every evaluation the loop will run) it prints a table and writes
 `estimate.json` in the run directory. No checkpoint, no metrics.jsonl, no W&B run: the report and the sweep
 summary know such a directory as estimate-only.
@@ -20,6 +22,7 @@ import dataclasses
 import logging
 import math
 import os
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +43,9 @@ from s5lra.train.steps import build, make_train_step
 
 log = logging.getLogger("s5lra")
 
-WARMUP_STEPS = 2  # the first calls after compiling can be slower (autotuning, allocator growth)
+# Untimed steps first: at least WARMUP_STEPS and WARMUP_S seconds. The first calls after compiling are slower
+# (autotuning, allocator growth), and on a small CPU so are the first seconds after a data cache was built.
+WARMUP_STEPS, WARMUP_S = 2, 3.0
 SAFETY = 1.15  # the suggested SLURM time limit: measured time x this (timing noise, a slower node)
 FILE = "estimate.json"
 
@@ -177,15 +182,20 @@ def estimate(cfg: TrainConfig, run_dir: str | Path, *, allocation: Allocation = 
     timed_variant = "configured" if fits else ("model.remat=true" if remat and remat["fits"] else None)
 
     step_s = eval_s = eval_compile_s = None
+    step_times, warmup_steps = [], 0
     if timed_variant:
-        for _ in range(WARMUP_STEPS):
+        tic, warmup_steps = time.perf_counter(), 0
+        while warmup_steps < WARMUP_STEPS or time.perf_counter() - tic < WARMUP_S:
             state, metrics = train_step(state, next(batches))
-        jax.block_until_ready(metrics)
-        tic = time.perf_counter()
+            jax.block_until_ready(metrics)
+            warmup_steps += 1
+        step_times = []
         for _ in range(tcfg.estimate_steps):
+            tic = time.perf_counter()
             state, metrics = train_step(state, next(batches))
-        jax.block_until_ready(metrics)
-        step_s = (time.perf_counter() - tic) / tcfg.estimate_steps
+            jax.block_until_ready(metrics)
+            step_times.append(time.perf_counter() - tic)
+        step_s = statistics.median(step_times)
         eval_host = next(iter(data.eval_batches("val", eval_batch)))
         (eval_device,) = prefetch_to_device([eval_host], mesh)
         eval_step, eval_compile_s = _timed(lambda: setup.eval_step.lower(state.params, state.batch_stats,
@@ -203,8 +213,8 @@ def estimate(cfg: TrainConfig, run_dir: str | Path, *, allocation: Allocation = 
         "n_devices": jax.device_count(), "n_processes": jax.process_count(), "scan": setup.scan,
         "device_kind": jax.devices()[0].device_kind, "n_params": count_params(state.params),
         "setup_s": setup_s, "compile_s": compile_s, "eval_compile_s": eval_compile_s,
-        "warmup_steps": WARMUP_STEPS, "timed_steps": tcfg.estimate_steps if timed_variant else 0,
-        "timed_variant": timed_variant, "step_s": step_s,
+        "warmup_steps": warmup_steps, "timed_steps": tcfg.estimate_steps if timed_variant else 0,
+        "timed_variant": timed_variant, "step_s": step_s, "step_times_s": step_times,
         "examples_per_s": tcfg.batch_size / step_s if step_s else None,
         "eval_batch_s": eval_s, "eval_batches_per_evaluation": n_eval_batches,
         "steps_per_epoch": steps_per_epoch, "epochs": tcfg.epochs, "total_steps": total_steps,
@@ -276,8 +286,8 @@ def table(e: dict) -> list[str]:
             "" if e["remat"] else "; lower trainer.batch_size or use more devices")))
     else:
         rows += [
-            ("training step", f"{1e3 * e['step_s']:.1f} ms ({e['timed_steps']} timed after {e['warmup_steps']} "
-                              f"warm-up), {e['examples_per_s']:,.1f} examples/s"),
+            ("training step", f"{1e3 * e['step_s']:.1f} ms (median of {e['timed_steps']} timed after "
+                              f"{e['warmup_steps']} warm-up), {e['examples_per_s']:,.1f} examples/s"),
             ("evaluation", f"{1e3 * e['eval_batch_s']:.1f} ms per batch of {e['eval_batch_size']}, "
                            f"{e['eval_batches_per_evaluation']:,} batches (val {e['split_sizes']['val']:,} + "
                            f"test {e['split_sizes']['test']:,}): {_duration(e['evaluation_s'])}"),
