@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 DATA_PATH ?= ./data
 
-.PHONY: install install-gpu install-extras test test-slow demo clean
+.PHONY: install install-gpu install-extras test test-slow test-compat test-compat-ci demo clean
 
 install: $(VENV)/.installed
 
@@ -31,6 +31,41 @@ test: install install-extras
 
 test-slow: install install-extras
 	$(PY) -m pytest -q -m slow
+
+# --- JAX compatibility matrix ---------------------------------------------------------------------------------
+# The core suite (COMPAT_TESTS) on each JAX of COMPAT_JAX, each in its own environment (.venv/compat/jax-V):
+# requirements.txt without wandb, with experiments/compat/jax-V.txt's pins instead of its own. JAX 0.11 and newer
+# need Python >= 3.12: COMPAT_PYTHON (pyenv's 3.12 if there, else python3.12 on PATH).
+COMPAT_JAX    ?= $(patsubst experiments/compat/jax-%.txt,%,$(wildcard experiments/compat/jax-*.txt))
+COMPAT_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12))
+COMPAT_TESTS  ?= tests/test_ssm.py tests/test_variants.py tests/test_model.py tests/test_train_optim.py \
+                 tests/test_train_parallel.py tests/test_train_trust.py tests/test_gpu_stack.py
+COMPAT_ENV    := $(VENV)/compat
+# CI's leg (.ci/run): the GPU machine's JAX on a quick cut of the core suite (SSM, model, optimizer, the
+# sharded step, checkpoint round trip, a resumed tiny run, logger=none without wandb), chosen by name (-k).
+COMPAT_K      ?= not new_wandb_run  # the one core test that needs wandb, which these environments lack
+COMPAT_CI_K   := float64_reference or hippo_eigenvalues or pallas_under_vmap or parameter_counts or \
+                 classifier_outputs or test_train_optim or same_run_on_one_device or checkpoint_round_trips or \
+                 resume_equal or test_gpu_stack
+
+test-compat: $(COMPAT_JAX:%=test-compat-%)
+
+test-compat-ci:
+	$(MAKE) test-compat-0.11.2 COMPAT_K="$(COMPAT_CI_K)"
+
+.PRECIOUS: $(COMPAT_ENV)/jax-%/.installed
+
+test-compat-%: $(COMPAT_ENV)/jax-%/.installed
+	$(COMPAT_ENV)/jax-$*/bin/python -m pytest -q -n 2 --dist loadfile $(COMPAT_TESTS) $(if $(COMPAT_K),-k "$(COMPAT_K)")
+
+$(COMPAT_ENV)/jax-%/.installed: experiments/compat/jax-%.txt requirements.txt pyproject.toml
+	@$(COMPAT_PYTHON) -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null || { echo "error: \
+	JAX $* needs Python >= 3.12; '$(COMPAT_PYTHON)' is not one: set COMPAT_PYTHON=/path/to/python3.12" >&2; exit 1; }
+	rm -rf $(@D) && $(COMPAT_PYTHON) -m venv $(@D)
+	grep -v -E "^($$(sed -n 's/==.*//p' $< | paste -sd'|')|wandb)==" requirements.txt > $(@D)/requirements.txt
+	$(@D)/bin/python -m pip install -q -r $(@D)/requirements.txt -r $<
+	$(@D)/bin/python -m pip install -q --no-deps -e .
+	touch $@
 
 demo: install
 	$(PY) run_train.py paths.data_dir=$(DATA_PATH)

@@ -1,6 +1,7 @@
 """Sweeps beyond one process, through the real run_train.py: submitit's local launcher (several jobs, several
 ranks, requeue after the pre-timeout signal), the SLURM batch script (fake sbatch), failing jobs, Optuna."""
 
+import fcntl
 import json
 import os
 import signal
@@ -18,8 +19,7 @@ from helpers import GENERATE, REPO
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the cluster extra (requirements-extras.txt)")
 
 TRAIN_YAML = (REPO / "configs" / "train.yaml").read_text()
-# The sweep summary and the search are config groups; until configs/train.yaml lists them, add them here.
-SUMMARY = [] if "hydra/callbacks: sweep_summary" in TRAIN_YAML else ["hydra/callbacks=sweep_summary"]
+# The search is a config group; until configs/train.yaml lists it, add it here.
 SEARCH = ("" if "hparams_search:" in TRAIN_YAML else "+") + "hparams_search=lra_optuna"
 TIMING = ("examples_per_s",)
 
@@ -87,20 +87,26 @@ def test_sweep_summary_cli(tmp_path, capsys):
 
     for name, record in (("0", {"status": "completed", "best_val_accuracy": 0.5, "test_accuracy": 0.25}),
                          ("1", {"status": "failed", "error": "DataError: no data"}),
-                         ("2", {"status": "preempted"}), ("10", None)):
+                         ("2", {"status": "preempted"}), ("3", {"status": "running"}), ("10", None)):
         (tmp_path / name).mkdir()
         if record:
             (tmp_path / name / "results.json").write_text(json.dumps(record))
     (tmp_path / ".submitit").mkdir()
     jobs = sweep.collect(tmp_path)
     assert [(j.path.name, j.status) for j in jobs] == [("0", "completed"), ("1", "failed"), ("2", "preempted"),
-                                                       ("10", "unfinished")]
+                                                       ("3", "killed"), ("10", "unfinished")]
     text = sweep.summary(jobs, tmp_path)
-    assert "4 job(s): 1 completed, 1 failed, 1 preempted, 1 unfinished" in text
+    assert "5 job(s): 1 completed, 1 failed, 1 preempted, 1 killed, 1 unfinished" in text
     assert "best val 50.00%, test at best val 25.00%" in text and "DataError: no data" in text
     assert f"trainer.resume=auto hydra.run.dir={tmp_path / '2'}" in text
+    assert f"killed      {tmp_path / '3'}  ended without a record" in text
     assert sweep.main([str(tmp_path)]) == 1 and capsys.readouterr().out.strip() == text
-    for name in ("1", "2", "10"):
+    with open(tmp_path / "3" / ".lock", "w") as lock:  # a live process holds the lock: still running
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        assert [j.status for j in sweep.collect(tmp_path)][3] == "running"
+    (tmp_path / "0" / "job.json").write_text(json.dumps({"cluster": "slurm", "job_id": "77_0"}))
+    assert f"completed   {tmp_path / '0'} (slurm job 77_0)  best val" in sweep.summary(sweep.collect(tmp_path), tmp_path)
+    for name in ("1", "2", "3", "10"):
         (tmp_path / name / "results.json").write_text(json.dumps({"status": "completed"}))
     assert sweep.main([str(tmp_path)]) == 0
 
@@ -111,6 +117,8 @@ def test_slurm_launcher_writes_one_array_with_gpus_tasks_and_setup(tmp_path):
     (fake / "sbatch").write_text('#!/bin/sh\nfor a; do last="$a"; done\ncp "$last" "$CAPTURE"\n'
                                  'echo "sbatch: error: fake sbatch, nothing submitted" >&2\nexit 1\n')
     (fake / "srun").write_text("#!/bin/sh\nexit 1\n")  # submitit checks that srun exists
+    # what the pre-submit check asks: partition gpu's nodes (GPUs with a socket binding, as real sinfo says)
+    (fake / "sinfo").write_text('#!/bin/sh\necho "gpu|64|515000|gpu:a100:4(S:0-1)"\n')
     for tool in fake.iterdir():
         tool.chmod(0o755)
     script = tmp_path / "job.sh"
@@ -130,9 +138,26 @@ def test_slurm_launcher_writes_one_array_with_gpus_tasks_and_setup(tmp_path):
     assert setup < srun and "submitit.core._submit" in text[srun:]
 
 
+def test_a_request_beyond_the_partition_names_each_setting_to_change():
+    from s5lra.train.cluster import Node, parse_gpus, resource_problems
+
+    assert [parse_gpus(g) for g in ("(null)", "gpu:4", "gpu:a100:4(S:0-1)", "gpu:2,shard:8", "gpu")] == [0, 4, 4, 2, 1]
+    nodes = [Node(cpus=2, mem_mb=21694, gpus=0), Node(cpus=16, mem_mb=8000, gpus=0)]
+    launcher = {"gpus_per_node": 1, "tasks_per_node": 1, "cpus_per_task": 8, "mem_gb": 64}
+    problems = resource_problems(launcher, nodes)
+    assert problems[0].startswith("hydra.launcher.gpus_per_node=1 but its nodes have no GPUs (set "
+                                  "hydra.launcher.gpus_per_node=0 hydra.launcher.tasks_per_node=1")
+    assert problems[1:] == ["hydra.launcher.mem_gb=64 but its nodes have at most 21 GB (set hydra.launcher.mem_gb=21)"]
+    fits = {"gpus_per_node": 0, "tasks_per_node": 2, "cpus_per_task": 8, "mem_gb": 16}
+    assert resource_problems(fits, nodes) == []
+    assert "at most 16 CPUs (set hydra.launcher.cpus_per_task=4)" in resource_problems({**fits, "tasks_per_node": 4,
+                                                                                          "cpus_per_task": 5}, nodes)[0]
+    assert "does not exist" in resource_problems(fits, [])[0]
+
+
 def test_local_launcher_sweep_of_two_seeds(listops_root, tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run_train(["-m", "hydra/launcher=local", "seed=0,1", f"hydra.sweep.dir={sweep}", *SUMMARY,
+    proc = run_train(["-m", "hydra/launcher=local", "seed=0,1", f"hydra.sweep.dir={sweep}",
                       *tiny(listops_root, epochs=1)])
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     runs = job_dirs(sweep)
@@ -146,7 +171,7 @@ def test_local_launcher_sweep_of_two_seeds(listops_root, tmp_path):
 def test_failing_job_does_not_end_the_sweep(listops_root, tmp_path):
     """Basic launcher (all jobs in one process): job 0 cannot split 6 examples over 4 devices."""
     sweep = tmp_path / "sweep"
-    proc = run_train(["-m", f"hydra.sweep.dir={sweep}", *SUMMARY, *tiny(listops_root, epochs=1, batch_size="6,8")])
+    proc = run_train(["-m", f"hydra.sweep.dir={sweep}", *tiny(listops_root, epochs=1, batch_size="6,8")])
     assert proc.returncode == 1, proc.stderr[-3000:]
     failed, completed = job_dirs(sweep)
     assert results(completed)["status"] == "completed"
@@ -162,7 +187,7 @@ def test_optuna_search_returns_a_best_value(listops_root, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the search extra")
     sweep = tmp_path / "search"
     proc = run_train(["-m", SEARCH, "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=1",
-                      f"hydra.sweep.dir={sweep}", *SUMMARY, *tiny(listops_root, epochs=1)])
+                      f"hydra.sweep.dir={sweep}", *tiny(listops_root, epochs=1)])
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     values = [results(p)["best_val_accuracy"] for p in job_dirs(sweep)]
@@ -179,7 +204,7 @@ def test_two_ranks_under_local_give_the_losses_of_one_process(listops_root, tmp_
     assert one.returncode == 0, one.stderr[-3000:]
     sweep = tmp_path / "sweep"
     two = run_train(["-m", "hydra/launcher=local", "hydra.launcher.tasks_per_node=2", "seed=0",
-                     f"hydra.sweep.dir={sweep}", *SUMMARY, *tiny(listops_root)],
+                     f"hydra.sweep.dir={sweep}", *tiny(listops_root)],
                     env={"XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
     assert two.returncode == 0, two.stdout[-2000:] + two.stderr[-3000:]
     (job,) = job_dirs(sweep)
@@ -214,7 +239,7 @@ def test_pre_timeout_signal_saves_requeues_and_resumes_exactly(listops_root, tmp
     reference = run_train([f"hydra.run.dir={tmp_path / 'reference'}", *args])
     assert reference.returncode == 0, reference.stderr[-3000:]
     sweep = tmp_path / "sweep"
-    proc = run_train(["-m", "hydra/launcher=local", "seed=0", f"hydra.sweep.dir={sweep}", *SUMMARY, *args],
+    proc = run_train(["-m", "hydra/launcher=local", "seed=0", f"hydra.sweep.dir={sweep}", *args],
                      wait=False)
     metrics = sweep / "0" / "metrics.jsonl"
     deadline = time.monotonic() + 300

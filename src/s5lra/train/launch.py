@@ -131,6 +131,8 @@ def record_failure(run_dir: Path, err: BaseException) -> None:
 class SubmititJob:
     """The submitit side of a job: its ranks, resuming, and requeueing on submitit's pre-timeout signal."""
 
+    FILE = "job.json"  # in the run directory: the scheduler's job id (the sweep summary shows it)
+
     def __init__(self, env):
         self.env = env  # submitit.JobEnvironment: cluster, job_id, num_tasks, global_rank, USR_SIG
 
@@ -160,7 +162,14 @@ class SubmititJob:
                                   JAX_NUM_PROCESSES=str(self.env.num_tasks), JAX_PROCESS_ID=str(self.rank))
         return dataclasses.replace(cfg, trainer=dataclasses.replace(cfg.trainer, **changes))
 
+    def record(self, run_dir: Path) -> None:
+        """job.json: which scheduler job runs (or ran) this directory, for the sweep summary; a requeued
+        SLURM array element keeps its id."""
+        if self.rank == 0:
+            write_json(run_dir / self.FILE, {"cluster": self.env.cluster, "job_id": str(self.env.job_id)})
+
     def train(self, train, cfg, run_dir: Path, overrides: list[str]) -> dict:
+        self.record(run_dir)
         signum = getattr(signal, f"SIG{self.env.USR_SIG}")
         submitit_handler = signal.getsignal(signum)
         with _signal_as_sigterm(signum) as received:

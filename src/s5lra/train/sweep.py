@@ -1,12 +1,15 @@
-"""The end of a sweep: each job's status read from its run directory, one summary, exit 1 unless all completed.
+"""The end of a sweep: each job's status read from its run directory, one summary, exit 1 unless all finished.
 
 Hydra calls `SweepSummary.on_multirun_end` after the last job of a `-m` sweep, whatever the launcher
 (configs/hydra/callbacks/sweep_summary.yaml); `python -m s5lra.train.sweep SWEEP_DIR` prints the same summary
 at any time, e.g. while a SLURM array is still running. A job's status is its results.json's: completed,
-failed or diverged (with the error, s5lra.train.launch), preempted or interrupted (checkpoints/last saved; continue with
-trainer.resume=auto), stuck (stopped at chance by trainer.stop_if_stuck: an outcome, like completed); a job that
-only estimated its cost (trainer.estimate=true) is `estimated`; a job directory without results.json is
-unfinished (still running, or killed).
+failed or diverged (with the error), preempted or interrupted (checkpoints/last saved; continue with
+trainer.resume=auto), stuck (stopped at chance by trainer.stop_if_stuck: an outcome, like completed), running (its
+process holds the run directory's lock), or killed (results.json still says running but no process holds the
+lock); a job that only estimated its cost (trainer.estimate=true: estimate.json) is `estimated`; a job directory
+without results.json is unfinished (not started yet, or killed before it began). Under
+hydra/launcher=slurm|local each line names the scheduler's job (its job.json, written by s5lra.train.launch):
+`slurm job 1234_0` is the array element whose log is `.submitit/1234_0/` in the sweep directory.
 """
 
 from __future__ import annotations
@@ -20,8 +23,12 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-ORDER = ("completed", "stuck", "estimated", "failed", "diverged", "preempted", "interrupted", "unfinished")
+from s5lra.train.rundir import RUNNING, is_active
+
+ORDER = ("completed", "stuck", "estimated", "failed", "diverged", "preempted", "interrupted", "running", "killed",
+         "unfinished")
 FINISHED = ("completed", "stuck", "estimated")  # outcomes; anything else makes the sweep exit 1
+CONTINUABLE = ("preempted", "interrupted", "killed")  # checkpoints/last (if any) continues them
 
 
 @dataclass
@@ -31,6 +38,7 @@ class Job:
     best_val_accuracy: float | None = None
     test_accuracy: float | None = None
     error: str | None = None
+    scheduler_job: str | None = None  # e.g. "slurm job 1234_0"
 
 
 def _job_dirs(sweep_dir: Path) -> list[Path]:
@@ -39,19 +47,32 @@ def _job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(dirs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
 
 
+def _scheduler_job(path: Path) -> str | None:
+    try:
+        job = json.loads((path / "job.json").read_text())
+        return f"{job['cluster']} job {job['job_id']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # not run by a scheduler (basic launcher), or not started yet
+
+
 def collect(sweep_dir: str | Path) -> list[Job]:
     jobs = []
     for path in _job_dirs(Path(sweep_dir)):
+        scheduler_job = _scheduler_job(path)
         try:
             results = json.loads((path / "results.json").read_text())
         except FileNotFoundError:
-            jobs.append(Job(path, "estimated" if (path / "estimate.json").is_file() else "unfinished"))
+            status = "estimated" if (path / "estimate.json").is_file() else "unfinished"
+            jobs.append(Job(path, status, scheduler_job=scheduler_job))
             continue
         except ValueError as err:
-            jobs.append(Job(path, "unfinished", error=f"results.json unreadable ({err})"))
+            jobs.append(Job(path, "unfinished", error=f"results.json unreadable ({err})", scheduler_job=scheduler_job))
             continue
-        jobs.append(Job(path, results.get("status", "unfinished"), results.get("best_val_accuracy"),
-                        results.get("test_accuracy"), results.get("error")))
+        status = results.get("status", "unfinished")
+        if status == RUNNING and not is_active(path):  # its process died without recording an ending
+            status = "killed"
+        jobs.append(Job(path, status, results.get("best_val_accuracy"), results.get("test_accuracy"),
+                        results.get("error"), scheduler_job))
     return jobs
 
 
@@ -72,12 +93,17 @@ def summary(jobs: list[Job], sweep_dir: str | Path) -> str:
                            f"trainer.stop_if_stuck=false trainer.resume=auto hydra.run.dir={j.path})")
         elif j.status == "estimated":
             detail = f"cost estimate in {j.path / 'estimate.json'}"
-        elif j.status in ("preempted", "interrupted"):
-            detail = ("checkpoints/last saved; continue it with its .hydra/overrides.yaml plus "
+        elif j.status == "running":
+            detail = "still running"
+        elif j.status in CONTINUABLE:
+            saved = ("ended without a record (killed: out of memory, SIGKILL, a lost node?); its newest "
+                     "checkpoints/last" if j.status == "killed" else "checkpoints/last saved")
+            detail = (f"{saved}; continue it with its .hydra/overrides.yaml plus "
                       f"trainer.resume=auto hydra.run.dir={j.path}")
         else:
             detail = j.error or "no results.json (still running, or killed)"
-        lines.append(f"  {j.status:<11} {j.path}  {detail}")
+        where = f"{j.path} ({j.scheduler_job})" if j.scheduler_job else f"{j.path}"
+        lines.append(f"  {j.status:<11} {where}  {detail}")
     return "\n".join(lines)
 
 
