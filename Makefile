@@ -77,7 +77,9 @@ clean:
 # Extra Hydra overrides go in ARGS, e.g. `make listops ARGS="trainer.max_steps=100 logger.mode=disabled"`.
 LRA_TASKS    := listops text retrieval image pathfinder pathx
 ARGS         ?=
-SEEDS        ?= 0,1,2,3,4
+LEARNED      ?= 3
+MAX_SEEDS    ?= 8
+PARALLEL     ?= 4
 PATHFINDER_N ?= 200000
 PATHX_N      ?= 200000
 DATA_CLI     := $(VENV)/bin/s5lra-data
@@ -89,9 +91,14 @@ $(LRA_TASKS): install
 
 lra: $(LRA_TASKS)
 
-# Path-X is seed-sensitive (some seeds stay at chance): one run per seed, sub-folders 0, 1, ... of one sweep.
+# Path-X is seed-sensitive (docs/stuck-seeds.md: some seeds never leave chance). A seed budget: seeds 0, 1, ... in
+# waves of PARALLEL until LEARNED seeds have learned or MAX_SEEDS were tried, each seed still at chance after 10
+# epochs stopped (status stuck); sub-folders 0, 1, ... of one sweep, tallied in its seed_budget.json. On a cluster:
+# make sweep-pathx ARGS="hydra/launcher=slurm hydra.launcher.partition=gpu" (one job array per wave).
 sweep-pathx: install
-	$(PY) run_train.py -m experiment=lra/pathx paths.data_dir=$(DATA_PATH) seed=$(SEEDS) $(ARGS)
+	$(PY) run_train.py -m hydra/sweeper=seed_budget experiment=lra/pathx paths.data_dir=$(DATA_PATH) \
+		trainer.stop_if_stuck=true hydra.sweeper.learned=$(LEARNED) hydra.sweeper.max_seeds=$(MAX_SEEDS) \
+		hydra.sweeper.parallel=$(PARALLEL) $(ARGS)
 
 data-listops: install
 	$(DATA_CLI) generate listops --root $(DATA_PATH)

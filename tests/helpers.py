@@ -57,9 +57,9 @@ def events(run_dir, split=None):
     return [e for e in map(json.loads, lines) if split is None or e["split"] == split]
 
 
-def read_wandb(path):
-    """(run, history rows, config, summary) of an offline W&B run — a run directory, its offline-run-* folder
-    or the run-*.wandb file — as W&B's own reader prints its records (`wandb leet inspect --json`)."""
+def wandb_records(path):
+    """The records of an offline W&B run — a run directory, its offline-run-* folder or the run-*.wandb file — as
+    W&B's own reader prints them (`wandb leet inspect --json`): dicts with a `type` (run, history, alert, ...)."""
     path = Path(path)
     if (path / "wandb").is_dir():
         (path,) = (path / "wandb").glob("offline-run-*")
@@ -67,7 +67,12 @@ def read_wandb(path):
                           text=True, timeout=120, env={**os.environ, "WANDB_MODE": "offline",
                                                        "WANDB_ERROR_REPORTING": "false"})
     assert proc.returncode == 0, proc.stderr
-    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def read_wandb(path):
+    """(run, history rows, config, summary) of an offline W&B run (`wandb_records`)."""
+    records = wandb_records(path)
     (run,) = [r["run"] for r in records if r["type"] == "run"]
     summary = {}
     for r in records:

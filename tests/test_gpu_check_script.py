@@ -87,15 +87,16 @@ def test_unknown_section_is_an_error(tmp_path, capsys):
     assert "unknown sections ['gpu']" in capsys.readouterr().err
 
 
-def test_gpu_limits_fit_the_eight_minutes():
-    """Every section at its limit, the real run at its shortest, its stop and the kill grace: under 480 s."""
+def test_gpu_limits_fit_the_nine_and_a_half_minutes():
+    """Every section at its limit, the real run at its shortest, its stop and the kill grace: under 570 s (the
+    device tool's commands may run 600 s)."""
     mode = check.GPU
-    limits = [check.section_limit(mode, n) for n in ("env", "pytest", "loop_overhead")]
+    limits = [check.section_limit(mode, n) for n in ("env", "pytest", "estimate", "loop_overhead")]
     limits += [check.section_limit(mode, "layer", s) for s in mode.layer_shapes]
     limits += [check.section_limit(mode, "train_step", t) for t in check.TASKS]
     worst = sum(limits) + check.GRACE_S * len(limits)
-    assert worst + mode.run_s[0] + mode.run_stop_s < 480
-    assert mode.budget_s + check.GRACE_S < 480  # the run takes what is left of the budget, no more
+    assert worst + mode.run_s[0] + mode.run_stop_s < 570
+    assert mode.budget_s + check.GRACE_S < 570  # the run takes what is left of the budget, no more
 
 
 def test_run_summary_reads_the_curve_and_epoch_time(tmp_path):
@@ -155,9 +156,13 @@ def test_check_sh_cpu_smoke_runs_every_section(tmp_path):
         rows = sections[f"train_step_{task}"]["result"]["rows"]
         assert {r["variant"] for r in rows} >= {"auto", "official"} and all(r["step_ms"] > 0 for r in rows)
     assert {r["variant"] for r in sections["train_step_pathx"]["result"]["rows"]} == {"remat", "auto", "official"}
+    estimates = sections["estimate"]["result"]
+    assert sorted(estimates) == sorted(check.TASKS), sections["estimate"]["tail"][-20:]
+    assert all(e["step_ms"] > 0 and e["schedule_s"] > 0 and e["fits"] for e in estimates.values())
     run = sections["run"]["result"]
     assert run["status"] == "preempted" and run["curve"], run
     assert run["train_s_per_epoch"] > 0 and all(0 <= c["val"] <= 1 for c in run["curve"])
     md = (tmp_path / "out" / "check.md").read_text()
-    for heading in ("## Environment", "## One bidirectional S5 layer", "## Training step", "## Real run"):
+    for heading in ("## Environment", "## Cost estimate", "## One bidirectional S5 layer", "## Training step",
+                    "## Real run"):
         assert heading in md

@@ -1,11 +1,13 @@
 """Every GPU figure in one call; run it through check.sh, which sets up the Python environment first.
 
-    experiments/gpu/check.sh [OUT_DIR]                       # GPU machine: under 8 minutes on an H200
+    experiments/gpu/check.sh [OUT_DIR]                       # GPU machine: under 9.5 minutes on an H200
     experiments/gpu/check.sh --cpu-smoke [OUT_DIR]           # the same sections at tiny sizes on CPU
     experiments/gpu/check.sh --sections env,pytest [OUT_DIR] # some sections only
 
 Sections: env (versions, device, the Pallas kernel's self-check verdict and its time), pytest (the Pallas
-tests compiled for the device), layer (experiments/bench/layer.py per paper shape, all scan methods, the scan
+tests compiled for the device), estimate (`run_train.py trainer.estimate=true` for all six paper configs at their
+paper batch sizes, one process: ms per step, epoch and full-schedule time, peak memory against the device's,
+SLURM limits; without LRA data, random batches of the release's shapes), layer (experiments/bench/layer.py per paper shape, all scan methods, the scan
 alone against copy bandwidth), train_step (experiments/bench/train_step.py per paper configuration at the paper's
 batch), loop_overhead (experiments/bench/loop_overhead.py on ListOps), run (ListOps generated at the paper's size
 in the background while the others run, then `lra/listops` trained until the time budget is spent and stopped
@@ -48,13 +50,14 @@ TAIL_LINES = 60
 
 @dataclasses.dataclass
 class Mode:
-    """Sizes and time limits (seconds) of one kind of check. GPU limits add up to under 8 minutes."""
+    """Sizes and time limits (seconds) of one kind of check. GPU limits add up to under 9.5 minutes."""
 
     name: str
     platform: str  # JAX_PLATFORMS for every section
     budget_s: float  # the whole check; the real run gets what the sections before it left
     limits: dict  # section (or section/part) -> seconds
     pytest_k: str
+    estimate_args: list  # run_train.py overrides of the estimate section (besides the experiments)
     layer_args: list
     layer_methods: tuple
     layer_shapes: tuple
@@ -70,18 +73,20 @@ class Mode:
 
 
 GPU = Mode(
-    "gpu", "cuda", budget_s=465,
+    "gpu", "cuda", budget_s=555,
     limits={"env": 45, "pytest": 40, "layer": 14, "layer/pathx": 30, "train_step": 16, "train_step/pathx": 24,
-            "train_step/image": 22, "loop_overhead": 40, "data": 400},
-    pytest_k="pallas", layer_args=["--repeats", "3"], layer_methods=LAYER_METHODS, layer_shapes=TASKS,
+            "train_step/image": 22, "loop_overhead": 40, "estimate": 90, "data": 400},
+    pytest_k="pallas", estimate_args=["trainer.estimate_steps=5"], layer_args=["--repeats", "3"], layer_methods=LAYER_METHODS, layer_shapes=TASKS,
     train_args=["--steps", "5"], train_overrides=[], loop_args=["--configs", "listops"],
     generate_args=[], n_train=96_000, max_len=2048, run_args=[], run_s=(30, 180), run_stop_s=30,
 )
 CPU_SMOKE = Mode(
     "cpu-smoke", "cpu", budget_s=900,  # limits with room for a CPU shared with other jobs
     limits={"env": 120, "pytest": 120, "layer": 180, "train_step": 150, "train_step/pathx": 200,
-            "train_step/image": 200, "loop_overhead": 300, "data": 180},
-    pytest_k="pallas and (lower or chunk_edges)", layer_args=["--batch", "1", "--repeats", "1"],
+            "train_step/image": 200, "loop_overhead": 300, "estimate": 300, "data": 180},
+    pytest_k="pallas and (lower or chunk_edges)",
+    estimate_args=["trainer.estimate_steps=1", "model.n_layers=1", "model.d_model=16", "model.ssm.state_size=8",
+                   "model.ssm.blocks=1", "trainer.batch_size=2"], layer_args=["--batch", "1", "--repeats", "1"],
     layer_methods=("official", "sequential"),  # fast to compile; pallas (interpreted) is in the pytest section
     layer_shapes=("listops",),
     train_args=["--batch", "2", "--seq-len", "64", "--steps", "1"],
@@ -214,6 +219,24 @@ def run_summary(run_dir: Path, n_train: int) -> dict:
                 train=[{k: e.get(k) for k in ("step", "epoch", "loss", "accuracy")} for e in train])
 
 
+def estimate_summary(sweep_dir: Path) -> dict:
+    """The estimate section: per task, the figures of its estimate.json (the tasks estimated before a timeout)."""
+    out = {}
+    for path in sorted(sweep_dir.glob("*/estimate.json")):
+        e = read_json(path)
+        mem, slurm, remat = e["memory"], e.get("slurm") or {}, e.get("remat") or {}
+        gib = lambda n: n / 2**30 if n else None  # noqa: E731
+        out[e["task"]] = dict(batch=e["batch_size"], data=e["data"], compile_s=e["compile_s"],
+                              step_ms=e["step_s"] and 1e3 * e["step_s"], examples_per_s=e["examples_per_s"],
+                              steps_per_epoch=e["steps_per_epoch"], epoch_s=e["epoch_s"], epochs=e["epochs"],
+                              schedule_s=e["schedule_s"], peak_gib=gib(mem["peak_bytes"]),
+                              capacity_gib=gib(mem["capacity_bytes"]), fits=mem["fits"],
+                              remat_peak_gib=gib(remat.get("peak_bytes")), timed_variant=e["timed_variant"],
+                              timeout_min=slurm.get("timeout_min_one_allocation"),
+                              checkpoint_mib=e["checkpoint_bytes"] / 2**20)
+    return out
+
+
 def probe() -> None:
     """The `env` section's body: versions and device, then the kernel self-check run afresh; one JSON line."""
     import importlib.metadata as md
@@ -260,6 +283,13 @@ def sections(mode: Mode, work: Path, wanted: set) -> list[Section]:
     if "pytest" in wanted:
         out.append(Section("pytest", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_ssm.py", "-k",
                                       mode.pytest_k], section_limit(mode, "pytest"), pytest_summary))
+    if "estimate" in wanted:
+        sweep = work / "estimate"
+        experiments = ",".join(f"lra/{t}" for t in TASKS)  # cheapest first: a timeout keeps the ones done
+        out.append(Section("estimate", [py, "run_train.py", "-m", f"experiment={experiments}", "trainer.estimate=true",
+                                        "logger=none", "trainer.progress=false", f"paths.data_dir={work / 'no-data'}",
+                                        f"hydra.sweep.dir={sweep}", *mode.estimate_args],
+                           section_limit(mode, "estimate"), lambda _: estimate_summary(sweep)))
     if "layer" in wanted:
         for shape in mode.layer_shapes:
             path = work / f"layer_{shape}.json"
@@ -288,7 +318,7 @@ def sections(mode: Mode, work: Path, wanted: set) -> list[Section]:
     return out
 
 
-SECTIONS = ("env", "pytest", "layer", "train_step", "loop_overhead", "run")
+SECTIONS = ("env", "pytest", "estimate", "layer", "train_step", "loop_overhead", "run")
 
 
 def main(argv=None) -> int:

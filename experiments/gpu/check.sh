@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every GPU figure in one call (experiments/gpu/README.md): environment and kernel self-check, the Pallas tests
-# compiled for the GPU, the layer / training-step / loop-overhead benchmarks, and a real ListOps run.
+# compiled for the GPU, the cost estimate of all six paper configs (trainer.estimate=true), the layer /
+# training-step / loop-overhead benchmarks, and a real ListOps run.
 #
-#   experiments/gpu/check.sh [OUT_DIR]                 # on a GPU: under 8 minutes on an H200
+#   experiments/gpu/check.sh [OUT_DIR]                 # on a GPU: under 9.5 minutes on an H200
 #   experiments/gpu/check.sh --cpu-smoke [OUT_DIR]     # the same at tiny sizes on CPU (a few minutes)
 #   experiments/gpu/check.sh --sections env,layer      # some sections only (check.py --help)
 #

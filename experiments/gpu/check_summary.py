@@ -14,6 +14,13 @@ def _num(x, spec=".1f") -> str:
     return "-" if x is None else format(x, spec)
 
 
+def _duration(seconds) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min" if seconds < 7200 else \
+        f"{seconds / 3600:.1f} h"
+
+
 def _results(report: dict, prefix: str) -> list:
     return [s["result"] for s in report["sections"] if s["name"].startswith(prefix) and "result" in s]
 
@@ -35,6 +42,16 @@ def markdown(report: dict) -> str:
                   + (f"; worst relative error {max(check['errors'].values()):.1e}" if check.get("errors") else "")]
     for tests in _results(report, "pytest"):
         lines += ["", "## Pallas tests on the device", "", f"`{tests['summary']}`"]
+    for estimates in _results(report, "estimate"):
+        lines += ["", "## Cost estimate of the paper configs (`trainer.estimate=true`, paper batch sizes)", ""]
+        lines += _table(["task", "B", "data", "compile s", "step ms", "ex/s", "steps/epoch", "epoch", "schedule",
+                         "peak GiB", "device GiB", "fits", "remat GiB", "SLURM timeout_min", "ckpt MiB"],
+                        [[task, e["batch"], e["data"], _num(e["compile_s"]), _num(e["step_ms"]),
+                          _num(e["examples_per_s"]), e["steps_per_epoch"], _duration(e["epoch_s"]),
+                          f"{_duration(e['schedule_s'])} ({e['epochs']} epochs)", _num(e["peak_gib"], ".2f"),
+                          _num(e["capacity_gib"], ".1f"), "yes" if e["fits"] else "**no**",
+                          _num(e["remat_peak_gib"], ".2f"), e["timeout_min"] or "-", _num(e["checkpoint_mib"])]
+                         for task, e in estimates.items()])
     layers = _results(report, "layer_")
     if layers:
         lines += ["", "## One bidirectional S5 layer (forward + backward)", ""]

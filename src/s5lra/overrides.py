@@ -9,7 +9,9 @@ Not semantic (they do not change what is trained or how its result is chosen): `
 files and logs go; the data's identity is the run's recorded fingerprint, not its folder),
 `trainer.progress`, `trainer.log_every`, `trainer.checkpoint_every` (how often something is shown or saved),
 `trainer.resume` (continuing a run is the same run), `trainer.eval_batch_size` (every example is evaluated
-once whatever the batch) and `trainer.distributed` (the same computation over several hosts).
+once whatever the batch), `trainer.distributed` (the same computation over several hosts), `trainer.estimate*`
+(an estimate trains nothing) and `trainer.stop_if_stuck` with its `trainer.stuck_*` settings (they stop only
+seeds that have not left chance, whose recorded outcome stays in the seed counts and means: docs/stuck-seeds.md).
 Everything else is semantic, unknown keys included: model.*, dataset.*, optimizer.*, scheduler.*,
 trainer.epochs, trainer.batch_size, trainer.precision, and trainer.eval_every (more evaluations give the
 best-validation pick, and so the reported test accuracy, more chances). trainer.max_steps is semantic and
@@ -23,7 +25,9 @@ import hashlib
 
 NON_SEMANTIC_GROUPS = ("paths", "logger", "hydra")
 NON_SEMANTIC_KEYS = ("seed", "experiment", "name", "dataset.root", "trainer.progress", "trainer.log_every",
-                     "trainer.checkpoint_every", "trainer.resume", "trainer.eval_batch_size", "trainer.distributed")
+                     "trainer.checkpoint_every", "trainer.resume", "trainer.eval_batch_size", "trainer.distributed",
+                     "trainer.estimate", "trainer.estimate_steps", "trainer.stop_if_stuck", "trainer.stuck_after_epochs",
+                     "trainer.stuck_margin")
 PARTIAL_KEYS = ("trainer.max_steps",)
 MAX_LABEL = 100  # W&B group names allow 128 characters; room for "<experiment>/"
 LONG_VALUE = 24  # a dict value longer than this is shortened in labels

@@ -2,10 +2,15 @@
 
 A setting is an experiment plus the overrides that change what it computes (`s5lra.overrides`), so a sweep
 over optimizer.lr gives one row per learning rate and only seeds are averaged. Only completed runs with an
-evaluation count; the others (preempted, interrupted, diverged, failed, or not evaluated yet) are listed
-apart (`left_out`) and never enter a mean. A row is compared with the paper only when it is the paper's
+evaluation count, and stuck ones; the others (preempted, interrupted, diverged, failed, or not evaluated yet)
+are listed apart (`left_out`) and never enter a mean. A row is compared with the paper only when it is the paper's
 setting: experiment `lra/<task>`, no semantic overrides, not partial (trainer.max_steps). The demo and the
 smoke/reduced experiments are other settings and get no paper number.
+
+Seeds are counted honestly (docs/stuck-seeds.md, section 4): a seed stopped by `trainer.stop_if_stuck` (status
+`stuck`) is an outcome of the method, so it enters the means like a completed run; per setting the report also
+counts every run by outcome (s5lra.stuck.outcome: learned, chance, stuck, failed, unfinished) and gives the mean
+over the learned seeds apart, labelled as such.
 
 "Best" is the seed with the highest validation accuracy (its test accuracy is reported), not the highest test
 accuracy: choosing on test would flatter us. Accuracies here are percentages; run files hold fractions.
@@ -15,12 +20,16 @@ from __future__ import annotations
 
 import statistics
 import warnings
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from s5lra.overrides import overrides_label, partial_overrides, semantic_overrides
 from s5lra.report.paper import PAPER_ACCURACY, PAPER_AVERAGE, PAPER_EPOCHS, TASKS
 from s5lra.report.runs import Run
+from s5lra.stuck import OUTCOMES, outcome
+
+AVERAGED = ("completed", "stuck")  # statuses whose evaluated runs enter the means
 
 
 @dataclass
@@ -37,6 +46,8 @@ class Group:
     hardware: list[str]
     run_dirs: list[str]
     runs: list[Run] = field(repr=False, default_factory=list)
+    outcomes: list[str] = field(default_factory=list)  # per averaged run: learned | chance | stuck
+    counts: dict = field(default_factory=dict)  # every run of the setting: started, then one count per outcome
 
     @property
     def n(self) -> int:
@@ -50,6 +61,19 @@ class Group:
     def std(self) -> float | None:
         """Sample standard deviation over seeds; None for a single run."""
         return statistics.stdev(self.test) if self.n > 1 else None
+
+    @property
+    def learned_test(self) -> list[float]:
+        """Test accuracies (%) of the seeds that learned (s5lra.stuck): a separate, labelled statistic."""
+        return [t for t, o in zip(self.test, self.outcomes) if o == "learned"]
+
+    @property
+    def learned_mean(self) -> float | None:
+        return statistics.fmean(self.learned_test) if self.learned_test else None
+
+    @property
+    def learned_std(self) -> float | None:
+        return statistics.stdev(self.learned_test) if len(self.learned_test) > 1 else None
 
     @property
     def best(self) -> float:
@@ -93,7 +117,8 @@ class Group:
         out = {k: v for k, v in asdict(self).items() if k != "runs"}
         out.update(label=self.label, n_seeds=self.n, mean=self.mean, std=self.std, best=self.best,
                    max_test=max(self.test), paper=self.paper, gap=self.gap, paper_epochs=self.paper_epochs,
-                   not_compared=self.not_compared)
+                   not_compared=self.not_compared, n_learned=len(self.learned_test), learned_mean=self.learned_mean,
+                   learned_std=self.learned_std)
         return out
 
 
@@ -103,17 +128,27 @@ def _task_order(group: Group):
 
 
 def counts(run: Run) -> bool:
-    """Whether a run enters the means: completed, with an evaluation."""
-    return run.status == "completed" and run.evaluated
+    """Whether a run enters the means: completed or stuck, with an evaluation."""
+    return run.status in AVERAGED and run.evaluated
+
+
+def _setting(run: Run) -> tuple:
+    return run.experiment, run.task, tuple(semantic_overrides(run.overrides))
 
 
 def group_runs(runs: list[Run]) -> list[Group]:
-    """One Group per (experiment, task, semantic overrides) over the runs that count, in the paper's task order."""
+    """One Group per (experiment, task, semantic overrides) over the runs that count, in the paper's task order;
+    each with the outcome counts of all of its setting's runs."""
+    tallies: dict[tuple, Counter] = {}
+    for run in runs:
+        tallies.setdefault(_setting(run), Counter())[outcome(run.results)] += 1
     groups: dict[tuple, Group] = {}
     for run in sorted((r for r in runs if counts(r)), key=lambda r: (str(r.seed), str(r.path))):
-        overrides = semantic_overrides(run.overrides)
-        key = (run.experiment, run.task, tuple(overrides))
-        g = groups.setdefault(key, Group(run.experiment, run.task, overrides, [], [], [], [], [], [], [], []))
+        key = _setting(run)
+        overrides = list(key[2])
+        tally = tallies[key]
+        g = groups.setdefault(key, Group(run.experiment, run.task, overrides, [], [], [], [], [], [], [], [],
+                                         counts={"started": sum(tally.values()), **{o: tally[o] for o in OUTCOMES}}))
         r = run.results
         if run.seed in g.seeds:
             warnings.warn(f"{run.experiment}{' [' + g.label + ']' if g.label else ''}: seed {run.seed} appears in "
@@ -128,6 +163,7 @@ def group_runs(runs: list[Run]) -> list[Group]:
         g.hardware.append(run.hardware)
         g.run_dirs.append(_shown(run.path))
         g.runs.append(run)
+        g.outcomes.append(outcome(run.results))
     return sorted(groups.values(), key=_task_order)
 
 

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from s5lra.overrides import overrides_label
 from s5lra.report.aggregate import Group
 from s5lra.report.paper import PAPER_ACCURACY, PUBLISHED_AVERAGES, TASKS, task_title
+from s5lra.stuck import MARGIN
 
 PAPER_STYLE = dict(color="black", linestyle="--", linewidth=1.2)
 COLOURS = colormaps["tab10"].colors
@@ -29,19 +30,38 @@ def _seed_label(seed) -> str:
     return f"seed {seed}" if seed is not None else "seed ?"
 
 
+def _learned_line(group: Group) -> float | None:
+    """The accuracy (%) a seed must exceed to count as learned (results.json's learned_threshold, else the
+    majority baseline + the default margin); None when the runs do not say."""
+    found = [r.results.get("learned_threshold") for r in group.runs]
+    if not all(t is not None for t in found):
+        found = [r.results["majority_baseline"] + MARGIN for r in group.runs
+                 if r.results.get("majority_baseline") is not None]
+    return 100 * max(found) if found else None
+
+
 def learning_curves(group: Group, out: Path) -> Path:
-    """Train loss and val/test accuracy (%) against epoch, one colour per seed, the paper as a dashed line."""
+    """Train loss and val/test accuracy (%) against epoch, one colour per seed, the paper as a dashed line; a
+    stuck seed (stopped at chance, s5lra.stuck) is labelled so and ends in a cross, the line it never crossed dotted."""
     fig = Figure(figsize=(11, 4.2))
     ax_loss, ax_acc = fig.subplots(1, 2, sharex=True)
-    for i, (run, seed) in enumerate(zip(group.runs, group.seeds)):
+    for i, (run, seed, result) in enumerate(zip(group.runs, group.seeds, group.outcomes)):
         c = COLOURS[i % len(COLOURS)]
+        stuck = result == "stuck"
         ax_loss.plot(*run.curve("train", "loss"), color=c, linewidth=1)
         for split, style, face in (("val", "-", c), ("test", ":", "none")):
             xs, ys = run.curve(split, "accuracy")
             ax_acc.plot(xs, [100 * y for y in ys], style, color=c, marker="o" if len(xs) <= 60 else None,
-                        markersize=4, markerfacecolor=face, label=f"{_seed_label(seed)} {split}")
+                        markersize=4, markerfacecolor=face,
+                        label=f"{_seed_label(seed)}{' (stuck)' if stuck else ''} {split}")
+            if stuck and split == "val" and xs:
+                ax_acc.plot(xs[-1], 100 * ys[-1], "x", color=c, markersize=10, markeredgewidth=2)
     if group.paper is not None:
         ax_acc.axhline(group.paper, label=f"S5 paper test ({group.paper:.2f}%)", **PAPER_STYLE)
+    threshold = _learned_line(group)
+    if threshold is not None:
+        ax_acc.axhline(threshold, color="grey", linestyle=":", linewidth=1,
+                       label=f"learned above ({threshold:.1f}%: majority + margin)")
     ax_loss.set(title="Training loss", xlabel="epoch", ylabel="cross-entropy (nats)")
     ax_acc.set(title="Accuracy (val solid, test dotted/hollow)", xlabel="epoch", ylabel="accuracy (%)")
     for ax in (ax_loss, ax_acc):

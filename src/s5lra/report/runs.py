@@ -4,8 +4,11 @@ A run directory is what `run_train.py` leaves behind: `results.json`, `metrics.j
 and `.hydra/overrides.yaml` (the command line's "key=value" overrides; results.json may carry the same list as
 `overrides`, which then wins). A run with a missing or malformed file is skipped with a warning naming that
 file, so one broken run (still running, killed, half-copied) never costs the whole report. A run that stopped
-early keeps its results.json `status` (completed | preempted | interrupted | diverged | failed; results.json
-written before statuses existed counts as completed) and may have no accuracy yet (null).
+early keeps its results.json `status` (completed | stuck | running | preempted | interrupted | diverged | failed;
+results.json written before statuses existed counts as completed; `running` is a run still going or one killed
+outright, an unfinished seed) and may have no accuracy yet (null). A
+directory that only holds a cost estimate (`trainer.estimate=true`: estimate.json, no results.json or
+metrics.jsonl) trained nothing and is not a run.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import yaml
 
 RUN_FILES = ("results.json", "metrics.jsonl", ".hydra/config.yaml")
 OVERRIDES_FILE = ".hydra/overrides.yaml"
-STATUSES = ("completed", "preempted", "interrupted", "diverged", "failed")
+ESTIMATE_FILE = "estimate.json"  # s5lra.train.estimate
+STATUSES = ("completed", "stuck", "running", "preempted", "interrupted", "diverged", "failed")
 SPLITS = ("train", "val", "test")
 ACCURACY_KEYS = ("best_val_accuracy", "test_accuracy")
 _SKIP_DIRS = {"checkpoints", "wandb", ".hydra"}  # large or never a run of their own
@@ -72,6 +76,11 @@ class Run:
         return xs, ys
 
 
+def is_estimate_only(path: Path) -> bool:
+    """A directory of `trainer.estimate=true`: estimate.json and its config, nothing trained."""
+    return (path / ESTIMATE_FILE).is_file() and not any((path / n).exists() for n in ("results.json", "metrics.jsonl"))
+
+
 def find_run_dirs(paths) -> list[Path]:
     """Every directory under `paths` holding any run file (single runs and multirun job folders alike)."""
     found = []
@@ -81,7 +90,9 @@ def find_run_dirs(paths) -> list[Path]:
             continue
         for here, dirs, files in os.walk(root):
             here = Path(here)
-            if any((here / name).exists() for name in RUN_FILES):
+            if is_estimate_only(here):
+                dirs.clear()
+            elif any((here / name).exists() for name in RUN_FILES):
                 found.append(here)
                 dirs.clear()
             else:

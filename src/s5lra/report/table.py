@@ -17,6 +17,8 @@ from s5lra.report.paper import task_title
 
 HEADER = ("Task", "Experiment", "Test acc. at best val (%)", "Seeds", "Best seed (%)", "Paper (%)", "Gap (pts)",
           "Epochs (done / paper)", "Wall time / run", "Hardware")
+SEEDS_HEADER = ("Setting", "Started", "Learned", "Stuck", "Failed", "At chance", "Unfinished",
+                "All completed seeds (%)", "Learned seeds only (%)")
 
 
 def _num(x: float | None, fmt: str = ".2f") -> str:
@@ -42,6 +44,19 @@ def _setting(experiment: str, label: str) -> str:
     return f"`{experiment}`" + (f" `{label}`" if label else "")
 
 
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "—"
+    std = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
+    return f"{statistics.fmean(values):.2f}{std} ({len(values)})"
+
+
+def _seeds_row(g: Group) -> tuple:
+    counts = [str(g.counts.get(k, 0)) for k in ("started", "learned", "stuck", "failed", "chance", "unfinished")]
+    return (f"{_setting(g.experiment, g.label)} ({task_title(g.task)})", *counts, _mean_std(g.test),
+            _mean_std(g.learned_test))
+
+
 def _row(g: Group) -> tuple:
     acc = f"{g.mean:.2f}" + (f" ± {g.std:.2f}" if g.std is not None else "")
     epochs = _mean(g.epochs)
@@ -60,10 +75,12 @@ def markdown(groups: list[Group], average: dict | None, left_out: list[dict] = (
         lines.append("| " + " | ".join(cells) + " |")
     if not groups:
         lines.append("| no completed, evaluated runs yet |" + " |" * (len(HEADER) - 1))
-    lines += ["", "Accuracy: test accuracy at the epoch of best validation accuracy, mean ± sample std over seeds "
-              "(completed runs only; a row is one experiment with one set of overrides). "
-              "Best seed: the test accuracy of the seed with the best validation accuracy (chosen on validation, "
-              "not test). Gap: mean minus the paper's number. Wall time: mean per run."]
+    lines += ["", "Accuracy: test accuracy at the epoch of best validation accuracy, mean ± sample std over all "
+              "completed seeds, stuck ones included (a seed stopped at chance by trainer.stop_if_stuck is an "
+              "outcome, not a failure; a row is one experiment with one set of overrides). Seeds: how many enter "
+              "that mean. Best seed: the test accuracy of the seed with the best validation accuracy (chosen on "
+              "validation, not test). Gap: mean minus the paper's number. Wall time: mean per run. Seed outcomes of "
+              "every setting: the section below."]
     not_compared = [g for g in groups if g.not_compared]
     if not_compared:
         lines += ["", "Not compared with the paper:"]
@@ -72,6 +89,15 @@ def markdown(groups: list[Group], average: dict | None, left_out: list[dict] = (
         lines.append("")
         lines.append("The LRA average row appears when all six tasks have a row in the paper's setting "
                      "(`lra/<task>`, no overrides, not partial).")
+    if groups:
+        lines += ["", "## Seeds per setting", "",
+                  "Every run of a setting by outcome (docs/stuck-seeds.md): learned (best validation accuracy above "
+                  "the majority baseline by the stuck margin), stuck (stopped at chance by trainer.stop_if_stuck), "
+                  "failed (failed or diverged), at chance (completed without learning), unfinished (preempted, "
+                  "interrupted, not evaluated). All completed seeds: the table's mean ± std (n), stuck seeds "
+                  "included. Learned seeds only: the same over the seeds that learned, a separate figure.", "",
+                  "| " + " | ".join(SEEDS_HEADER) + " |", "|" + "---|" * len(SEEDS_HEADER)]
+        lines += ["| " + " | ".join(_seeds_row(g)) + " |" for g in groups]
     if left_out:
         lines += ["", "## Runs left out of the means", "",
                   "| Task | Experiment | Seed | Status | Why | Run directory |", "|---|---|---|---|---|---|"]

@@ -84,6 +84,15 @@ class TrainerConfig:
     distributed: bool = False  # jax.distributed.initialize() from the environment (SLURM, TPU pod, ...)
     progress: bool = True  # tqdm progress bar (process 0 only)
     precision: str = "fp32"  # fp32 | bf16 (bfloat16 for the non-SSM matmuls; SSM and norms stay float32)
+    # Cost before launching (s5lra.train.estimate): time this many steps, write estimate.json, train nothing.
+    estimate: bool = False
+    estimate_steps: int = 10
+    # Stop a seed that has not left chance (s5lra.stuck, docs/stuck-seeds.md): status `stuck`. The official
+    # code has no such check. null: the task's default (Path-X 10 epochs, Pathfinder 20, else a tenth of the
+    # schedule; margin 0.05 accuracy above the validation split's majority baseline).
+    stop_if_stuck: bool = False
+    stuck_after_epochs: Optional[float] = None
+    stuck_margin: Optional[float] = None
 
 
 @dataclass
@@ -203,8 +212,11 @@ def _check_scheduler(s: SchedulerConfig) -> None:
 def _check_trainer(t: TrainerConfig) -> None:
     from s5lra.model.model import PRECISIONS
 
-    _check_positive(t, "batch_size", "epochs", "log_every")
-    _check_positive(t, "max_steps", "eval_every", "checkpoint_every", "eval_batch_size", optional=True)
+    _check_positive(t, "batch_size", "epochs", "log_every", "estimate_steps")
+    _check_positive(t, "max_steps", "eval_every", "checkpoint_every", "eval_batch_size", "stuck_after_epochs",
+                    optional=True)
+    if t.stuck_margin is not None and not -1 < t.stuck_margin < 1:
+        raise InvalidSetting("stuck_margin", t.stuck_margin, "must lie in (-1, 1) (an accuracy difference) or null")
     check_choice("precision", t.precision, PRECISIONS)
 
 

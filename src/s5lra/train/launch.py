@@ -1,7 +1,9 @@
 """One job of `run_train.py`, under whichever Hydra launcher runs it (basic, submitit's slurm/local, Optuna).
 
 - It returns the run's best validation accuracy: the objective of `hparams_search=lra_optuna` (None when the run
-  did not complete).
+  did not complete; a stuck run's, at chance, is a result too).
+- With trainer.estimate=true it estimates the run's cost instead (s5lra.train.estimate), with the SLURM time
+  limits of the launcher it runs under (configs/hydra/launcher/slurm.yaml's defaults under any other).
 - In a sweep a failing job's results.json says `failed` (or `diverged`) with its error and traceback (the run
   records that itself; a job that fails before its run starts, e.g. on a bad value, gets it here), and the job
   returns, so the other jobs still run; s5lra.train.sweep summarises the sweep at its end. A single run fails as before:
@@ -82,6 +84,8 @@ def run_job(cfg: DictConfig) -> float | None:
     overrides = list(hydra_cfg.overrides.task)
     try:
         config = OmegaConf.to_object(cfg)
+        if config.trainer.estimate:
+            return estimate_job(config, run_dir, hydra_cfg, job, overrides)
         if job is None:
             results = train(config, run_dir, overrides=overrides)
         else:
@@ -104,7 +108,15 @@ def run_job(cfg: DictConfig) -> float | None:
     if in_sweep and job is None and status == "preempted":
         log.warning("sweep stopped by SIGTERM (checkpoints/last of this job saved in %s)", run_dir)
         raise SystemExit(STOP_SWEEP_EXIT)
-    return results.get("best_val_accuracy") if status == "completed" else None
+    return results.get("best_val_accuracy") if status in ("completed", "stuck") else None
+
+
+def estimate_job(config, run_dir: Path, hydra_cfg, job: SubmititJob | None, overrides: list[str]) -> None:
+    """trainer.estimate=true: estimate.json and the printed table, nothing trained (ranks join as in training)."""
+    from s5lra.train.estimate import Allocation, estimate
+
+    estimate(config if job is None else job.prepare(config), run_dir,
+             allocation=Allocation.from_launcher(hydra_cfg.launcher), overrides=overrides)
 
 
 def record_failure(run_dir: Path, err: BaseException) -> None:

@@ -123,6 +123,17 @@ class RunLogger:
             row.update({k: event[k] for k in ("lr", "ssm_lr") if k in event})
             self.run.log(row)
 
+    def alert(self, title: str, text: str) -> None:
+        """A W&B alert (e-mail or Slack, as the user's W&B settings say; offline runs send it at `wandb sync`);
+        a failure to send one never costs the run."""
+        if self.run is not None:
+            import wandb
+
+            try:
+                self.run.alert(title=title, text=text, level=wandb.AlertLevel.WARN)
+            except Exception as err:  # noqa: BLE001
+                logging.getLogger("s5lra").warning("W&B alert not sent: %s", err)
+
     def summary(self, values: dict) -> None:
         if self.run is not None:
             self.run.summary.update(values)

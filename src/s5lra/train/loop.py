@@ -11,8 +11,10 @@ protocol); every evaluation (each epoch end, every `eval_every` steps, and the l
 How a run ends (results.json `status`, the closing log line and the exit code agree):
 completed (the schedule or max_steps finished; exit 0), preempted (SIGTERM: `last` saved; exit 0, for the
 scheduler to requeue), interrupted (Ctrl-C: `last` saved, or a second Ctrl-C: not; exit 130), diverged (a
-non-finite loss; exit 1), failed (any exception, with its type, message and traceback; exit 1). While the run
-lives, results.json says `running`; a run killed outright (SIGKILL, power) keeps saying so, with its lock free.
+non-finite loss; exit 1), failed (any exception, with its type, message and traceback; exit 1), stuck
+(`trainer.stop_if_stuck`: still at chance at the check's epoch, s5lra.stuck; `last` saved; exit 0, an outcome
+like completed). While the run lives, results.json says `running`; a run killed outright (SIGKILL, power) keeps
+saying so, with its lock free.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from s5lra.errors import StorageError, TrainingDiverged
 from s5lra.model import count_params
 from s5lra.overrides import overrides_label
 from s5lra.ssm.selfcheck import resolve_scan
+from s5lra.stuck import StuckRule
 from s5lra.train import checkpoint, rundir
 from s5lra.train.config import TrainConfig, validate
 from s5lra.train.data import TaskBatches, check_data, open_task
@@ -72,11 +75,12 @@ class Setup:
     eval_step: Callable
 
 
-def set_up(cfg: TrainConfig, saved_data: dict | None = None) -> Setup:
+def set_up(cfg: TrainConfig, saved_data: dict | None = None, data: TaskBatches | None = None) -> Setup:
     """Devices, data, model, optimizer, a fresh state and the step functions for a validated config.
 
     saved_data: a checkpoint record's `data` (vocabulary and fingerprint): the data is encoded with the run's
     own vocabulary and must match its fingerprint (unless cfg.allow_data_change).
+    data: the task's batches when the caller has them (the estimate's stand-in without data); else opened here.
     """
     tcfg = cfg.trainer
     mesh = make_mesh()
@@ -84,7 +88,7 @@ def set_up(cfg: TrainConfig, saved_data: dict | None = None) -> Setup:
     check_batch_size(tcfg.batch_size, mesh)
     check_batch_size(eval_batch, mesh, "trainer.eval_batch_size")
     scan = resolve_scan(cfg.model.ssm.scan)  # on a GPU, `auto` runs the kernel's self-check once, here
-    data = open_task(cfg.dataset, vocab=saved_data["vocab"] if saved_data else None)
+    data = data or open_task(cfg.dataset, vocab=saved_data["vocab"] if saved_data else None)
     if saved_data:
         check_data(saved_data, data, cfg.allow_data_change, "trainer.resume")
     steps_per_epoch = data.steps_per_epoch(tcfg.batch_size)
@@ -134,6 +138,9 @@ class Run:
         self.pending = []  # this window's per-step metrics vectors, still on the device
         self.wall_before = 0.0
         self.stop: StopSignals | None = None
+        self.stuck_rule = StuckRule.for_task(cfg.dataset.name, cfg.trainer.epochs, cfg.trainer.stuck_after_epochs,
+                                             cfg.trainer.stuck_margin)
+        self.stuck = False  # the last evaluation found the run stuck (trainer.stop_if_stuck)
 
     # --- the run's life ---------------------------------------------------------------------------------
     def execute(self) -> dict:
@@ -189,6 +196,8 @@ class Run:
             log.info("run directory: %s%s", self.run_dir,
                      f" (resuming from {claim.checkpoint}, step {self.step})" if claim.checkpoint else "")
             log.info("%s", self.logger.describe())
+            if cfg.trainer.stop_if_stuck:
+                log.info("trainer.stop_if_stuck: %s", self.stuck_rule.describe(s.data.majority_baseline("val")))
             self.write_results(rundir.RUNNING)
         if cfg.trainer.resume not in (None, "auto"):  # the checkpoint it continues is this run's newest `last`
             self.save("last")
@@ -223,10 +232,13 @@ class Run:
                     if evaluate_now:
                         self.evaluate()
                     stopped = stop.agreed()
-                    if save_now or stopped:
+                    stuck = self.stuck and not done
+                    if save_now or stopped or stuck:
                         self.save("last")
                 if stopped:
                     return stopped
+                if stuck:
+                    return "stuck"
                 if done:
                     break
         return "completed"
@@ -297,6 +309,24 @@ class Run:
         log.info("step %d epoch %d: val acc %.4f, test acc %.4f (best val %.4f, test there %.4f)", step, epoch,
                  metrics["val"]["accuracy"], metrics["test"]["accuracy"], record["best_val_accuracy"],
                  record["test_accuracy"])
+        if self.cfg.trainer.stop_if_stuck:
+            self.check_stuck()
+
+    def check_stuck(self) -> None:
+        """trainer.stop_if_stuck: mark the run stuck (the loop saves `last` and stops) and say so, W&B included.
+        Every process evaluates the same global batches, so all of them reach the same verdict."""
+        s, baseline = self.setup, self.setup.data.majority_baseline("val")
+        epochs = self.step / s.steps_per_epoch
+        self.stuck = self.stuck_rule.stuck(epochs, self.record["best_val_accuracy"], baseline)
+        if self.stuck and self.step < s.total_steps:
+            message = (f"{self.cfg.name} seed {self.cfg.seed}: best validation accuracy "
+                       f"{_pct(self.record['best_val_accuracy'])} after {epochs:.1f} epochs; "
+                       f"{self.stuck_rule.describe(baseline)}. Stopping with status stuck (checkpoints/last saved; "
+                       f"continue it with trainer.stop_if_stuck=false trainer.resume=auto "
+                       f"hydra.run.dir={self.run_dir})")
+            log.warning("%s", message)
+            if self.logger:
+                self.logger.alert("s5lra: stuck seed stopped", message)
 
     def save(self, kind: str) -> None:
         self.record.update(wall_time_s=self.wall_time(), window=self.window.to_record())
@@ -324,6 +354,13 @@ class Run:
             "last_checkpoint": str(latest.relative_to(self.run_dir)) if latest else None,
             "last_saved": latest is not None and int(latest.name) == self.step, **self.provenance,
         }
+        if s:  # whether it learned (s5lra.stuck): the seed-budget sweeper and the report count it
+            baseline = s.data.majority_baseline("val")
+            out.update(learned=self.stuck_rule.learned(record["best_val_accuracy"], baseline),
+                       learned_threshold=baseline + self.stuck_rule.margin,
+                       stuck_rule={"enabled": self.cfg.trainer.stop_if_stuck,
+                                   "after_epochs": self.stuck_rule.after_epochs, "margin": self.stuck_rule.margin,
+                                   "val_majority_baseline": baseline})
         if status == rundir.RUNNING:
             out["process"] = rundir.process()
         if error is not None:

@@ -1,12 +1,13 @@
-"""The end of a sweep: each job's status read from its run directory, one summary, exit 1 unless all completed.
+"""The end of a sweep: each job's status read from its run directory, one summary, exit 1 unless all finished.
 
 Hydra calls `SweepSummary.on_multirun_end` after the last job of a `-m` sweep, whatever the launcher
 (configs/hydra/callbacks/sweep_summary.yaml); `python -m s5lra.train.sweep SWEEP_DIR` prints the same summary
 at any time, e.g. while a SLURM array is still running. A job's status is its results.json's: completed,
 failed or diverged (with the error), preempted or interrupted (checkpoints/last saved; continue with
-trainer.resume=auto), running (its process holds the run directory's lock), or killed (results.json still says
-running but no process holds the lock); a job directory without results.json is unfinished (not started yet,
-or killed before it began). Under
+trainer.resume=auto), stuck (stopped at chance by trainer.stop_if_stuck: an outcome, like completed), running (its
+process holds the run directory's lock), or killed (results.json still says running but no process holds the
+lock); a job that only estimated its cost (trainer.estimate=true: estimate.json) is `estimated`; a job directory
+without results.json is unfinished (not started yet, or killed before it began). Under
 hydra/launcher=slurm|local each line names the scheduler's job (its job.json, written by s5lra.train.launch):
 `slurm job 1234_0` is the array element whose log is `.submitit/1234_0/` in the sweep directory.
 """
@@ -24,7 +25,9 @@ from hydra.experimental.callback import Callback
 
 from s5lra.train.rundir import RUNNING, is_active
 
-ORDER = ("completed", "failed", "diverged", "preempted", "interrupted", "running", "killed", "unfinished")
+ORDER = ("completed", "stuck", "estimated", "failed", "diverged", "preempted", "interrupted", "running", "killed",
+         "unfinished")
+FINISHED = ("completed", "stuck", "estimated")  # outcomes; anything else makes the sweep exit 1
 CONTINUABLE = ("preempted", "interrupted", "killed")  # checkpoints/last (if any) continues them
 
 
@@ -59,7 +62,8 @@ def collect(sweep_dir: str | Path) -> list[Job]:
         try:
             results = json.loads((path / "results.json").read_text())
         except FileNotFoundError:
-            jobs.append(Job(path, "unfinished", scheduler_job=scheduler_job))
+            status = "estimated" if (path / "estimate.json").is_file() else "unfinished"
+            jobs.append(Job(path, status, scheduler_job=scheduler_job))
             continue
         except ValueError as err:
             jobs.append(Job(path, "unfinished", error=f"results.json unreadable ({err})", scheduler_job=scheduler_job))
@@ -82,8 +86,13 @@ def summary(jobs: list[Job], sweep_dir: str | Path) -> str:
     head = ", ".join(f"{counts[s]} {s}" for s in ranked)
     lines = [f"sweep {sweep_dir}: {len(jobs)} job(s): {head or 'none found'}"]
     for j in jobs:
-        if j.status == "completed":
+        if j.status in ("completed", "stuck"):
             detail = f"best val {_pct(j.best_val_accuracy)}%, test at best val {_pct(j.test_accuracy)}%"
+            if j.status == "stuck":
+                detail += (" (stopped at chance; to continue it: its .hydra/overrides.yaml plus "
+                           f"trainer.stop_if_stuck=false trainer.resume=auto hydra.run.dir={j.path})")
+        elif j.status == "estimated":
+            detail = f"cost estimate in {j.path / 'estimate.json'}"
         elif j.status == "running":
             detail = "still running"
         elif j.status in CONTINUABLE:
@@ -99,11 +108,12 @@ def summary(jobs: list[Job], sweep_dir: str | Path) -> str:
 
 
 def all_completed(jobs: list[Job]) -> bool:
-    return bool(jobs) and all(j.status == "completed" for j in jobs)
+    """Every job finished with an outcome (FINISHED): completed, stuck, or estimated."""
+    return bool(jobs) and all(j.status in FINISHED for j in jobs)
 
 
 class SweepSummary(Callback):
-    """Print the summary after the sweep; exit status 1 unless every job completed."""
+    """Print the summary after the sweep; exit status 1 unless every job finished with an outcome."""
 
     def on_multirun_end(self, config, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
