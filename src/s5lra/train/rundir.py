@@ -182,8 +182,8 @@ def _tidy(run_dir: Path, claim: Claim) -> None:
         step = int(claim.record["step"])
         aside = checkpoint.Checkpoints(ckpts).abandon_after(step)
         if aside is not None:
-            log.warning("resuming from step %d of this run: its later checkpoints (another branch) were moved to %s",
-                        step, aside)
+            log.warning("resuming from step %d of this run: its later checkpoints (another branch, or damaged ones "
+                        "passed over) were moved to %s", step, aside)
 
 
 def write_config(run_dir: Path, cfg, overrides: list[str]) -> None:
