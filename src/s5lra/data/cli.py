@@ -22,7 +22,7 @@ from pathlib import Path
 
 from s5lra.data.listops_gen import ListOpsSettings
 from s5lra.data.tasks import TASKS
-from s5lra.data.workers import sigterm_as_interrupt
+from s5lra.data.workers import stop_signals_raise
 from s5lra.errors import DataError
 
 SIZES = ("n_train", "n_val", "n_test")
@@ -162,7 +162,7 @@ def _run(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        with sigterm_as_interrupt():
+        with stop_signals_raise():
             _run(args)
     except DataError as e:
         print(f"s5lra-data: error: {e}", file=sys.stderr)

@@ -3,7 +3,7 @@
 Workers are spawned (forking a process that already runs JAX's threads can deadlock), ignore SIGINT (Ctrl-C
 reaches the whole process group; the parent alone decides what happens) and watch their parent: when it is
 gone (even killed by SIGKILL, when none of its cleanup runs) they exit instead of blocking on the task queue
-forever. Leaving `worker_pool` in any way terminates and joins them. `sigterm_as_interrupt` lets a command
+forever. Leaving `worker_pool` in any way terminates and joins them. `stop_signals_raise` lets a command
 line treat SIGTERM like Ctrl-C, so `finally` blocks (pool shutdown, temporary folders) run for both.
 """
 
@@ -59,13 +59,17 @@ def _raise_terminated(signum, frame):
 
 
 @contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block SIGTERM raises `Terminated` in the main thread (elsewhere it is left alone)."""
+def stop_signals_raise() -> Iterator[None]:
+    """Within the block SIGTERM raises `Terminated` and SIGINT KeyboardInterrupt in the main thread (elsewhere
+    both are left alone). SIGINT too: a shell starts a script's background command with SIGINT ignored, and
+    the command would then run on after a SIGINT; run_train.py acts on both the same way."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_terminated),
+                signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
