@@ -28,10 +28,12 @@ class ModelConfig:
     # BatchNorm statistics): padded positions are zeroed before the SSM, the reverse scan starts at each
     # sequence's true end, and BatchNorm statistics use valid positions only. False = official behaviour.
     mask_padding: bool = True
-    remat: bool = False  # rematerialise each layer in the backward pass (memory for long sequences)
+    # Rematerialise each layer in the backward pass (memory for long sequences). It keeps the stack scanned even
+    # with unroll_layers: unrolled, XLA kept every layer's activations and remat saved nothing (measured).
+    remat: bool = False
     # Compile the layer stack unrolled (nn.scan with unroll = n_layers; same parameters): on a CPU the faster
     # step for shallow stacks, at about twice the compile time. XLA then fuses differently, so some losses
-    # differ from the scanned stack in the last bit.
+    # differ from the scanned stack in the last bit. Ignored under remat (above).
     unroll_layers: bool = False
     ssm: SSMConfig = field(default_factory=SSMConfig)
 

@@ -20,8 +20,8 @@ class S5Model(nn.Module):
     set (the model takes (x / 255 - mean) / std, so the pixels travel as a quarter of the bytes); else
     (B, L, D) real features. dual: (B, 2, L) tokens with lengths (B, 2), both documents through the same
     encoder and stack (stacked as 2B rows, so BatchNorm sees both). Layers are one `nn.scan` over identical
-    blocks, so compile time does not grow with depth (unless cfg.unroll_layers); their parameters carry a
-    leading n_layers axis either way.
+    blocks, so compile time does not grow with depth (unless cfg.unroll_layers without cfg.remat); their
+    parameters carry a leading n_layers axis either way.
     """
 
     cfg: ModelConfig
@@ -52,7 +52,7 @@ class S5Model(nn.Module):
             split_rngs={"params": True, "dropout": True},
             in_axes=nn.broadcast,
             length=cfg.n_layers,
-            unroll=cfg.n_layers if cfg.unroll_layers else 1,
+            unroll=cfg.n_layers if cfg.unroll_layers and not cfg.remat else 1,  # unrolled, remat saved nothing
         )(cfg, train, self.dtype, name="layers")
         x, _ = layers(x, lengths)
         pooled = pool(x, lengths, cfg.pooling)
