@@ -145,3 +145,24 @@ def test_a_bad_eval_override_names_the_key_before_any_data_is_read(tmp_path):
 def test_train_config_is_a_plain_dataclass():
     cfg = OmegaConf.to_object(compose_cfg())
     assert isinstance(cfg, TrainConfig) and cfg.trainer.resume is None
+
+
+def readme_train_commands():
+    """The overrides of every single-run `run_train.py` command in the README's code blocks (a sweep's `a=1,2`
+    takes its first value; `--cfg` and `-m` are Hydra's flags, not overrides)."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            if "run_train.py" in line:
+                args = line.split("#")[0].split("run_train.py", 1)[1].split()
+                commands.append([a.split(",")[0] for a in args if "=" in a and not a.startswith(("hydra", "["))])
+    return commands
+
+
+@pytest.mark.parametrize("overrides", readme_train_commands(), ids=" ".join)
+def test_the_readmes_training_commands_are_valid(overrides):
+    """A README example that fails validation (it once asked for a state size its blocks cannot divide) is a wrong
+    turn for every newcomer."""
+    from s5lra.train.config import validate
+
+    validate(OmegaConf.to_object(compose_cfg(overrides)))

@@ -150,6 +150,17 @@ def test_an_exception_mid_run_is_recorded_as_failed(listops_root, tmp_path):
     checkpoint.verify(run_dir / "checkpoints" / "last")
 
 
+def test_out_of_memory_is_one_line_that_says_what_to_try(listops_root, tmp_path):
+    run_dir = tmp_path / "run"
+    code, _, err = finish(start(run_dir, *tiny_overrides(listops_root), fault="oom-in-eval:1"))
+    assert code == 1 and "Traceback" not in err
+    assert last_line(err).startswith("error: out of device memory (RESOURCE_EXHAUSTED: Out of memory allocating")
+    record = results(run_dir)
+    assert record["status"] == "failed" and record["error"].startswith("DeviceMemoryError: out of device memory")
+    assert "model.remat=true, a smaller trainer.batch_size or more devices" in record["error"]
+    assert "JaxRuntimeError" in record["traceback"]  # XLA's own error stays in the record
+
+
 def test_a_double_ctrl_c_stops_at_once_and_says_nothing_was_saved(listops_root, tmp_path):
     run_dir, mark = tmp_path / "run", tmp_path / "evaluating"
     proc = start(run_dir, *tiny_overrides(listops_root), fault="slow-eval:3", env={"S5LRA_FAULT_MARK": str(mark)})

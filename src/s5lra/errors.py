@@ -42,6 +42,10 @@ class StorageError(OSError):
     """Writing a run's files failed (a full disk, a missing or read-only folder); the message names the path."""
 
 
+class DeviceMemoryError(RuntimeError):
+    """The run does not fit its devices' memory (XLA's RESOURCE_EXHAUSTED); the message says what to try."""
+
+
 def check_choice(name: str, value, choices) -> None:
     """Raise InvalidSetting unless `value` is one of `choices`."""
     if value not in choices:
@@ -49,7 +53,7 @@ def check_choice(name: str, value, choices) -> None:
 
 
 USER_ERRORS = (ConfigError, InvalidSetting, DataError, CheckpointError, TrainingDiverged, RunDirectoryError,
-               StorageError)
+               StorageError, DeviceMemoryError)
 
 
 @contextlib.contextmanager

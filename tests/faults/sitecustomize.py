@@ -5,6 +5,8 @@ moment they name, with no hook in the project's code:
 - `kill-in-save:N`: the N-th `numpy.savez` (a checkpoint's state.npz) writes half its bytes, then the process
   sends itself SIGKILL.
 - `raise-in-eval:N`: the N-th evaluation of a split raises RuntimeError.
+- `oom-in-eval:N`: the N-th evaluation of a split runs a computation whose buffer (160 GB) XLA cannot allocate:
+  XLA's own out-of-memory error.
 - `slow-eval:N`: the N-th evaluation of a split first writes the file $S5LRA_FAULT_MARK, then sleeps 60 s.
 """
 
@@ -47,6 +49,12 @@ if fault:
             if nth():
                 if fault == "raise-in-eval":
                     raise RuntimeError("injected fault in evaluation")
+                if fault == "oom-in-eval":
+                    import jax
+                    import jax.numpy as jnp
+
+                    x = jnp.ones(200_000)
+                    jax.jit(lambda x: jnp.sort(jnp.outer(x, x).ravel())[:1])(x).block_until_ready()
                 Path(os.environ["S5LRA_FAULT_MARK"]).write_text("evaluating")
                 time.sleep(60)
             return evaluate(*args, **kwargs)

@@ -37,7 +37,7 @@ from jax.sharding import Mesh
 from tqdm import tqdm
 
 from s5lra.atomic import write_json
-from s5lra.errors import StorageError, TrainingDiverged
+from s5lra.errors import DeviceMemoryError, StorageError, TrainingDiverged
 from s5lra.model import count_params
 from s5lra.overrides import overrides_label
 from s5lra.ssm.selfcheck import resolve_scan
@@ -155,8 +155,10 @@ class Run:
             status, error = "diverged", err
             raise
         except BaseException as err:
-            error = err
-            raise
+            error = out_of_memory(err) or err
+            if error is err:
+                raise
+            raise error from err
         finally:
             results, write_error = self.finish(status, error)
         if write_error is not None:  # the run itself went well: its record could not be written
@@ -465,6 +467,15 @@ class Stop(BaseException):
     def __init__(self, status: str):
         super().__init__(status)
         self.status = status
+
+
+def out_of_memory(err: BaseException) -> DeviceMemoryError | None:
+    """XLA's out-of-memory error (at compile, initialisation or a step) as a user error that says what to try."""
+    if not (isinstance(err, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(err)):
+        return None
+    xla = str(err).strip().splitlines()[0]
+    return DeviceMemoryError(f"out of device memory ({xla}): trainer.estimate=true shows the step's peak memory; "
+                             f"model.remat=true, a smaller trainer.batch_size or more devices lower it")
 
 
 class StopSignals:
