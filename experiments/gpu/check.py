@@ -96,7 +96,7 @@ CPU_SMOKE = Mode(
                    "--min-length", "20", "--max-length", "120"],
     n_train=400, max_len=128,
     run_args=["dataset.max_len=128", "model.n_layers=1", "model.d_model=16", "trainer.batch_size=8",
-              "trainer.log_every=10", "trainer.epochs=1000"],  # still training at the SIGTERM, as on a GPU
+              "trainer.log_every=10", "trainer.epochs=100000"],  # still training at the SIGTERM, as on a GPU
     run_s=(120, 120), run_stop_s=90,
 )
 
