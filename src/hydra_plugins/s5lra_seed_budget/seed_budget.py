@@ -19,7 +19,6 @@ No `from __future__ import annotations` here: Hydra's plugin scan executes this 
 sys.modules, where dataclasses cannot resolve string annotations.
 """
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,6 +113,7 @@ class SeedBudgetSweeper(Sweeper):
 
     def sweep(self, arguments: List[str]) -> Any:
         from s5lra.stuck import outcome
+        from s5lra.train.rundir import read_results  # a missing or unreadable results.json: {} -> unfinished
 
         fixed = self._fixed_overrides(arguments)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
@@ -131,7 +131,7 @@ class SeedBudgetSweeper(Sweeper):
             results = self._launch(batch, len(seeds))
             returns.append(results)
             wave_dirs = _job_dirs(results, sweep_dir, len(seeds), n)
-            self.budget.record([outcome(_read_results(d)) for d in wave_dirs])
+            self.budget.record([outcome(read_results(d)) for d in wave_dirs])
             seeds += wave_seeds
             dirs += wave_dirs
             _write_tally(sweep_dir / TALLY, self.budget, seeds, dirs)
@@ -163,14 +163,6 @@ def _job_dirs(results, sweep_dir: Path, first_job: int, n: int) -> List[Path]:
         else:
             dirs.append(sweep_dir / str(first_job + i))
     return dirs
-
-
-def _read_results(run_dir: Path) -> dict:
-    try:
-        results = json.loads((run_dir / "results.json").read_text())
-    except (OSError, ValueError):
-        return {"status": "unfinished"}
-    return results if isinstance(results, dict) else {"status": "unfinished"}
 
 
 def _write_tally(path: Path, budget: SeedBudget, seeds: List[int], dirs: List[Path]) -> None:
